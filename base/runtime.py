@@ -1,0 +1,396 @@
+"""The function runtime: a typed handler behind a standard HTTP server (Starlette + uvicorn).
+
+It honours the OpenFaaS watchdog contract, so one function image runs behind the OpenFaaS
+gateway and behind our embedded gateway alike:
+- `POST /` invokes; `GET /_/health` and `/_/ready` answer once init (model load) is done;
+- `exec_timeout` answers 504 and stops the work (child processes killed, handler cancelled);
+- `max_inflight` answers 429 when every slot is busy;
+- every response carries `X-Duration-Seconds`; errors are JSON without stack traces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import uvicorn
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from base.config import RuntimeSettings, StorageSettings
+from base.contracts import ErrorDetail, ErrorResult, Event, InvocationResult
+from base.errors import (
+    DeadlineExceeded,
+    FunctionError,
+    InputTooLarge,
+    InvalidRequest,
+    Overloaded,
+)
+from base.processes import Completed, ProcessRunner
+from base.storage import ObjectStore, request_key
+from base.telemetry import InvocationRecorder, ProcessClock, log
+
+InputT = TypeVar("InputT", bound=BaseModel)
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+OutputT = TypeVar("OutputT", bound=BaseModel)
+
+#: A per-call deadline the caller may set below exec_timeout (seconds from receipt).
+DEADLINE_HEADER = "X-Timeout-Seconds"
+
+
+class Context:
+    """What a handler may use: its scratch directory, storage, child processes, the clock."""
+
+    def __init__(
+        self,
+        *,
+        function: str,
+        request_id: str,
+        fanout: int | None,
+        workdir: Path,
+        storage: ObjectStore,
+        settings: RuntimeSettings,
+        recorder: InvocationRecorder,
+        deadline: float,
+        cancel: threading.Event,
+    ) -> None:
+        self.function = function
+        self.request_id = request_id
+        self.fanout = fanout
+        self.workdir = workdir
+        self.storage = storage
+        self.settings = settings
+        self.recorder = recorder
+        self.deadline = deadline
+        self.cancel = cancel
+        self.runner = ProcessRunner(workdir, cancel, deadline)
+
+    # -- time ----------------------------------------------------------------------------------
+    def remaining_s(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def check_cancelled(self) -> None:
+        """Long pure-Python loops call this between steps so a timeout really stops them."""
+        if self.cancel.is_set() or time.monotonic() > self.deadline:
+            raise DeadlineExceeded("the invocation's deadline passed")
+
+    # -- processes -----------------------------------------------------------------------------
+    def run(self, args: list[str]) -> Completed:
+        self.check_cancelled()
+        with self.recorder.phase("compute"):
+            return self.runner.run(args)
+
+    # -- storage -------------------------------------------------------------------------------
+    def download(self, uri: str, name: str | None = None) -> Path:
+        """Fetch an input object into this invocation's scratch dir (size limit enforced)."""
+        self.check_cancelled()
+        key = self.storage.key_of(uri)
+        dest = self.workdir / "in" / (name or Path(key).name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with self.recorder.phase("download"):
+            size = self.storage.download(key, dest, max_bytes=self.settings.max_input_bytes)
+        self.recorder.bytes_downloaded += size
+        return dest
+
+    def output_key(self, name: str) -> str:
+        return request_key(self.request_id, self.function, name)
+
+    def upload(self, path: Path, name: str, *, content_type: str | None = None) -> str:
+        """Store an output under this request's and function's prefix; returns its URI."""
+        self.check_cancelled()
+        key = self.output_key(name)
+        with self.recorder.phase("upload"):
+            self.recorder.bytes_uploaded += self.storage.upload(
+                path, key, content_type=content_type
+            )
+        return self.storage.uri(key)
+
+    def upload_json(self, value: Any, name: str) -> str:
+        key = self.output_key(name)
+        with self.recorder.phase("upload"):
+            body = json.dumps(value, separators=(",", ":")).encode()
+            self.storage.put_bytes(key, body, content_type="application/json")
+        self.recorder.bytes_uploaded += len(body)
+        return self.storage.uri(key)
+
+    def scratch(self, name: str) -> Path:
+        path = self.workdir / "out" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+@dataclass
+class Function(Generic[InputT, ConfigT, OutputT]):
+    """A function as its author declares it: names, typed models, a handler and an init."""
+
+    name: str
+    input_model: type[InputT]
+    config_model: type[ConfigT]
+    output_model: type[OutputT]
+    handle: Callable[[Event[InputT, ConfigT], Context], OutputT]
+    #: Loads what every invocation shares (models); runs once per process before serving.
+    init: Callable[[], None] | None = None
+    description: str = ""
+    #: Extra HTTP routes beside `POST /` (the orchestrator serves results by id this way).
+    routes: list[Route] = field(default_factory=list)
+    _event_model: type[BaseModel] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._event_model = Event[self.input_model, self.config_model]  # type: ignore[name-defined]
+
+    def parse(self, body: Any) -> Event[InputT, ConfigT]:
+        if isinstance(body, dict):
+            body.setdefault("config", {})
+        return self._event_model.model_validate(body)  # type: ignore[return-value]
+
+
+class FunctionServer:
+    """Owns the process-wide state: settings, storage client, slots, the cold-start clock."""
+
+    def __init__(
+        self,
+        function: Function[Any, Any, Any],
+        settings: RuntimeSettings,
+        storage: ObjectStore,
+        clock: ProcessClock | None = None,
+    ) -> None:
+        self.function = function
+        self.settings = settings
+        self.storage = storage
+        self.clock = clock or ProcessClock()
+        self.executor = ThreadPoolExecutor(
+            max_workers=settings.max_inflight, thread_name_prefix=function.name
+        )
+        self._slots = threading.BoundedSemaphore(settings.max_inflight)
+        self.ready = False
+
+    def init(self) -> None:
+        if self.function.init is not None:
+            self.function.init()
+        self.ready = True
+        self.clock.mark_ready()
+        log("ready", function=self.function.name, init_s=round(self.clock.init_s, 3))
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/", self.invoke, methods=["POST"]),
+                Route("/_/health", self.health, methods=["GET"]),
+                Route("/_/ready", self.health, methods=["GET"]),
+                *self.function.routes,
+            ]
+        )
+
+    async def health(self, request: Request) -> Response:
+        if not self.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ok", "function": self.function.name})
+
+    async def invoke(self, request: Request) -> Response:
+        received = time.monotonic()
+        if not self._slots.acquire(blocking=False):
+            return self._error(Overloaded("all max_inflight slots are busy"), None, received)
+        # The slot is released by the worker thread when the work has really stopped, not when
+        # a 504 is sent, so a timed-out call cannot let a second one overfill the replica.
+        handed_off = False
+        try:
+            body = await self._read_json(request)
+            event = self._parse(body)
+            budget = self.settings.exec_timeout_s
+            header = request.headers.get(DEADLINE_HEADER)
+            if header:
+                try:
+                    budget = min(budget, max(0.0, float(header)))
+                except ValueError:
+                    raise InvalidRequest(f"{DEADLINE_HEADER} must be a number") from None
+            deadline = received + budget
+            cancel = threading.Event()
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(self.executor, self._work, event, deadline, cancel)
+            handed_off = True
+            try:
+                result: tuple[int, BaseModel, Context | None] = await asyncio.wait_for(
+                    asyncio.shield(future), timeout=max(0.0, deadline - time.monotonic())
+                )
+            except TimeoutError:
+                cancel.set()
+                error = DeadlineExceeded(
+                    f"{self.function.name} did not finish within {budget:.1f} s; work stopped"
+                )
+                log(
+                    "timeout",
+                    function=self.function.name,
+                    request_id=event.request_id,
+                    budget_s=budget,
+                )
+                return self._error(error, event.request_id, received)
+            status, payload, _ = result
+            return self._json(payload, status, received)
+        except FunctionError as exc:
+            return self._error(exc, None, received)
+        finally:
+            if not handed_off:
+                self._slots.release()
+
+    async def _read_json(self, request: Request) -> Any:
+        declared = request.headers.get("content-length")
+        limit = self.settings.max_body_bytes
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise InputTooLarge(f"request body over {limit} bytes", code="body_too_large")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise InputTooLarge(f"request body over {limit} bytes", code="body_too_large")
+            chunks.append(chunk)
+        try:
+            return json.loads(b"".join(chunks))
+        except ValueError:
+            raise InvalidRequest("request body is not valid JSON", code="bad_json") from None
+
+    def _parse(self, body: Any) -> Event[Any, Any]:
+        try:
+            return self.function.parse(body)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+                for err in exc.errors()[:5]
+            )
+            raise InvalidRequest(f"invalid request: {problems}") from None
+
+    # -- the work, on a worker thread -----------------------------------------------------------
+    def _work(
+        self, event: Event[Any, Any], deadline: float, cancel: threading.Event
+    ) -> tuple[int, BaseModel, Context | None]:
+        name = self.function.name
+        recorder = InvocationRecorder(name, self.settings.replica, self.clock)
+        workdir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+        ctx = Context(
+            function=name,
+            request_id=event.request_id,
+            fanout=event.fanout,
+            workdir=workdir,
+            storage=self.storage,
+            settings=self.settings,
+            recorder=recorder,
+            deadline=deadline,
+            cancel=cancel,
+        )
+        # Kill children the moment the deadline passes, even while the handler is in Python.
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire, [ctx])
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            output = self.function.handle(event, ctx)
+            outputs = self.function.output_model.model_validate(output).model_dump(mode="json")
+            metrics = recorder.finish(ctx.runner.cpu_s, ctx.runner.peak_rss_bytes)
+            log(
+                "invocation",
+                function=name,
+                request_id=event.request_id,
+                fanout=event.fanout,
+                status="ok",
+                **metrics.model_dump(exclude={"function"}),
+            )
+            return (
+                200,
+                InvocationResult(
+                    function=name,
+                    request_id=event.request_id,
+                    fanout=event.fanout,
+                    outputs=outputs,
+                    metrics=metrics,
+                ),
+                ctx,
+            )
+        except Exception as exc:  # every failure becomes a JSON error, never a trace
+            error = exc if isinstance(exc, FunctionError) else None
+            if error is None:
+                log(
+                    "crash",
+                    level="error",
+                    function=name,
+                    request_id=event.request_id,
+                    error=repr(exc)[:500],
+                    trace=traceback.format_exc()[-4000:],
+                )
+                error = FunctionError(f"{name} failed: {type(exc).__name__}")
+            metrics = recorder.finish(ctx.runner.cpu_s, ctx.runner.peak_rss_bytes)
+            log(
+                "invocation",
+                function=name,
+                request_id=event.request_id,
+                fanout=event.fanout,
+                status="error",
+                code=error.code,
+                message=error.message[:500],
+                **metrics.model_dump(exclude={"function"}),
+            )
+            return (
+                error.status,
+                ErrorResult(
+                    function=name,
+                    request_id=event.request_id,
+                    error=ErrorDetail(code=error.code, message=error.message),
+                    metrics=metrics,
+                ),
+                ctx,
+            )
+        finally:
+            watchdog.cancel()
+            shutil.rmtree(workdir, ignore_errors=True)
+            self._slots.release()
+
+    @staticmethod
+    def _expire(ctx: Context) -> None:
+        ctx.cancel.set()
+        ctx.runner.kill_all()
+
+    # -- responses -----------------------------------------------------------------------------
+    def _json(self, payload: BaseModel, status: int, received: float) -> Response:
+        return JSONResponse(
+            payload.model_dump(mode="json"),
+            status_code=status,
+            headers={"X-Duration-Seconds": f"{time.monotonic() - received:.6f}"},
+        )
+
+    def _error(self, exc: FunctionError, request_id: str | None, received: float) -> Response:
+        body = ErrorResult(
+            function=self.function.name,
+            request_id=request_id,
+            error=ErrorDetail(code=exc.code, message=exc.message),
+        )
+        return self._json(body, exc.status, received)
+
+
+def serve(function: Function[Any, Any, Any]) -> None:
+    """Entry point of `python -m stages.<name>`: configure from env, init, then listen."""
+    settings = RuntimeSettings.from_env()
+    server = FunctionServer(function, settings, ObjectStore(StorageSettings.from_env()))
+    # Init before binding the port: a caller that connects is served by a ready process, and
+    # a cold start shows up as the time the port takes to open.
+    server.init()
+    uvicorn.run(
+        server.app(),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        # One connection per in-flight slot plus headroom for health checks.
+        limit_concurrency=settings.max_inflight + 16,
+    )

@@ -1,0 +1,243 @@
+"""Claim-check storage over S3: media moves through the bucket, functions pass URIs.
+
+Every key a function writes is `requests/{request_id}/{function}/{name}`, so a retried invocation
+overwrites its own output and nothing else. Transfers stream to and from files (boto3's managed
+transfer, multipart above a threshold): a whole video is never held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import boto3
+from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from base.config import StorageSettings
+from base.errors import (
+    BadInput,
+    InputNotFound,
+    InputTooLarge,
+    InvalidRequest,
+    StorageUnavailable,
+)
+
+MAX_KEY_LENGTH = 900
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,199}$")
+_TRANSFER = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20)
+
+
+class PreconditionFailed(Exception):
+    """A conditional write lost the race (If-Match / If-None-Match)."""
+
+
+def validate_key(key: str) -> str:
+    """Accept only relative keys made of safe segments: no `..`, no absolute paths, bounded."""
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidRequest(f"object key must be 1..{MAX_KEY_LENGTH} characters", code="bad_key")
+    if key.startswith("/") or "\\" in key or "//" in key:
+        raise InvalidRequest("object key must be relative and normalised", code="bad_key")
+    for segment in key.split("/"):
+        if segment in (".", "..") or not _SEGMENT.match(segment):
+            raise InvalidRequest(
+                f"object key has an unsafe segment: {segment[:40]!r}", code="bad_key"
+            )
+    return key
+
+
+def request_key(request_id: str, *parts: str) -> str:
+    return validate_key("/".join(["requests", request_id, *parts]))
+
+
+def _is_missing(exc: ClientError) -> bool:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return code in {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+
+
+def _is_precondition(exc: ClientError) -> bool:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in {"PreconditionFailed", "ConditionalRequestConflict"} or status in (409, 412)
+
+
+class ObjectStore:
+    def __init__(self, settings: StorageSettings) -> None:
+        self.settings = settings
+        self.bucket = settings.bucket
+        self._client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            aws_access_key_id=settings.access_key.get_secret_value(),
+            aws_secret_access_key=settings.secret_key.get_secret_value(),
+            region_name=settings.region,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                # Standard mode retries throttling and connection errors with backoff, which
+                # rides out a restart of the S3 server.
+                retries={"max_attempts": 8, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+                max_pool_connections=32,
+            ),
+        )
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    # -- URIs ---------------------------------------------------------------------------------
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{validate_key(key)}"
+
+    def key_of(self, uri: str) -> str:
+        """The key of an `s3://bucket/key` URI, refusing other buckets and unsafe keys."""
+        if not isinstance(uri, str) or not uri.startswith("s3://"):
+            raise InvalidRequest("input must be an s3:// URI", code="bad_uri")
+        bucket, _, key = uri[len("s3://") :].partition("/")
+        if bucket != self.bucket:
+            raise InvalidRequest(
+                f"input must be in the configured bucket, not {bucket[:64]!r}",
+                code="foreign_bucket",
+            )
+        return validate_key(key)
+
+    # -- objects ------------------------------------------------------------------------------
+    def size(self, key: str) -> int:
+        try:
+            head = self._call(self._client.head_object, Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise InputNotFound(f"no such object: {key}") from exc
+            raise
+        return int(head["ContentLength"])
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.size(key)
+        except InputNotFound:
+            return False
+        return True
+
+    def download(self, key: str, dest: Path, *, max_bytes: int | None = None) -> int:
+        """Stream an object to `dest`; refuse empty or oversize objects before transferring."""
+        size = self.size(key)
+        if size == 0:
+            raise BadInput(f"input object is empty (0 bytes): {key}", code="empty_input")
+        if max_bytes is not None and size > max_bytes:
+            raise InputTooLarge(f"input is {size} bytes, the limit is {max_bytes}")
+        try:
+            self._call(self._client.download_file, self.bucket, key, str(dest), Config=_TRANSFER)
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise InputNotFound(f"no such object: {key}") from exc
+            raise
+        return size
+
+    def upload(self, path: Path, key: str, *, content_type: str | None = None) -> int:
+        extra = {"ContentType": content_type} if content_type else None
+        self._call(
+            self._client.upload_file,
+            str(path),
+            self.bucket,
+            validate_key(key),
+            ExtraArgs=extra,
+            Config=_TRANSFER,
+        )
+        return path.stat().st_size
+
+    def put_bytes(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> str:
+        """Write a small object; with a condition, raise PreconditionFailed on a lost race."""
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": validate_key(key),
+            "Body": body,
+            "ContentType": content_type,
+        }
+        if if_match:
+            kwargs["IfMatch"] = if_match
+        if if_none_match:
+            kwargs["IfNoneMatch"] = if_none_match
+        try:
+            return str(self._call(self._client.put_object, **kwargs)["ETag"])
+        except ClientError as exc:
+            if _is_precondition(exc):
+                raise PreconditionFailed(key) from exc
+            raise
+
+    def put_json(self, key: str, value: Any, **conditions: str | None) -> str:
+        body = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+        return self.put_bytes(key, body, content_type="application/json", **conditions)
+
+    def get_bytes(self, key: str, *, max_bytes: int = 16 << 20) -> tuple[bytes, str]:
+        """A small object's body and ETag (JSON state, transcripts), bounded in size."""
+        try:
+            obj = self._call(self._client.get_object, Bucket=self.bucket, Key=validate_key(key))
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise InputNotFound(f"no such object: {key}") from exc
+            raise
+        if int(obj.get("ContentLength", 0)) > max_bytes:
+            obj["Body"].close()
+            raise InputTooLarge(f"{key} is larger than {max_bytes} bytes")
+        return obj["Body"].read(), str(obj["ETag"])
+
+    def get_json(self, key: str) -> tuple[Any, str]:
+        body, etag = self.get_bytes(key)
+        try:
+            return json.loads(body), etag
+        except ValueError as exc:
+            raise BadInput(f"{key} is not JSON") from exc
+
+    def list_keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in self._call(paginator.paginate, Bucket=self.bucket, Prefix=prefix):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+        return keys
+
+    def copy(self, source_key: str, dest_key: str) -> None:
+        self._call(
+            self._client.copy_object,
+            Bucket=self.bucket,
+            Key=validate_key(dest_key),
+            CopySource={"Bucket": self.bucket, "Key": validate_key(source_key)},
+        )
+
+    def presign(self, key: str, *, expires_s: int = 900) -> str:
+        return str(
+            self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
+            )
+        )
+
+    @staticmethod
+    def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Map an unreachable or failing S3 server to a retryable 503 for the caller."""
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            if status >= 500:
+                raise StorageUnavailable(f"object store error {status}") from exc
+            raise
+        except (
+            EndpointConnectionError,
+            BotoCoreError,
+            S3UploadFailedError,
+            S3TransferFailedError,
+        ) as exc:
+            raise StorageUnavailable(f"object store unreachable: {type(exc).__name__}") from exc

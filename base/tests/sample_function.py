@@ -1,0 +1,61 @@
+"""A small function for testing the runtime itself: each `mode` exercises one contract rule."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from base.contracts import Event, Model
+from base.errors import BadInput
+from base.runtime import Context, Function, serve
+
+
+class Input(Model):
+    source: str | None = None
+
+
+class Config(Model):
+    mode: Literal["echo", "child", "python", "crash", "bad", "copy"] = "echo"
+    seconds: float = 0.0
+
+
+class Output(Model):
+    mode: str
+    fanout: int | None
+    uri: str | None = None
+    size: int | None = None
+
+
+def handle(event: Event[Input, Config], ctx: Context) -> Output:
+    mode = event.config.mode
+    if mode == "child":
+        # A long child process: the deadline must kill it, not wait for it.
+        ctx.run(["sleep", str(event.config.seconds)])
+    elif mode == "python":
+        end = time.monotonic() + event.config.seconds
+        while time.monotonic() < end:
+            ctx.check_cancelled()
+            time.sleep(0.01)
+    elif mode == "crash":
+        raise RuntimeError("secret internals that must not reach the caller")
+    elif mode == "bad":
+        raise BadInput("this input is not usable", code="not_media")
+    elif mode == "copy":
+        assert event.input.source is not None
+        path = ctx.download(event.input.source)
+        uri = ctx.upload(path, "copy.bin")
+        return Output(mode=mode, fanout=event.fanout, uri=uri, size=path.stat().st_size)
+    return Output(mode=mode, fanout=event.fanout)
+
+
+FUNCTION = Function(
+    name="sample",
+    input_model=Input,
+    config_model=Config,
+    output_model=Output,
+    handle=handle,
+    description="runtime test function",
+)
+
+if __name__ == "__main__":
+    serve(FUNCTION)

@@ -1,0 +1,68 @@
+"""Claim-check storage: key safety (pure) and transfers and conditions (real S3)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from base.config import StorageSettings
+from base.errors import BadInput, InputNotFound, InputTooLarge, InvalidRequest
+from base.storage import ObjectStore, PreconditionFailed, request_key, validate_key
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["", "/abs/key", "a/../b", "..", "a//b", "a/./b", "a\\b", "x" * 901, "a/\x00b", "a/ b"],
+)
+def test_unsafe_keys_are_refused(key: str) -> None:
+    with pytest.raises(InvalidRequest):
+        validate_key(key)
+
+
+def test_request_keys_are_deterministic() -> None:
+    assert request_key("r1", "cut-clips", "clip-0001.mp4") == "requests/r1/cut-clips/clip-0001.mp4"
+
+
+@pytest.fixture(scope="module")
+def store(s3_server: Any) -> ObjectStore:
+    return ObjectStore(StorageSettings.from_env(s3_server.env()))
+
+
+def test_uri_must_name_the_configured_bucket(store: ObjectStore) -> None:
+    assert store.key_of(f"s3://{store.bucket}/uploads/a.mp4") == "uploads/a.mp4"
+    for uri in ["s3://elsewhere/a.mp4", "file:///etc/passwd", "uploads/a.mp4", 42]:
+        with pytest.raises(InvalidRequest):
+            store.key_of(uri)  # type: ignore[arg-type]
+
+
+def test_streaming_transfer_roundtrip_and_limits(store: ObjectStore, tmp_path: Path) -> None:
+    src = tmp_path / "big.bin"
+    src.write_bytes(bytes(range(256)) * 80_000)  # ~20 MB: multipart upload and download
+    key = f"tests/{uuid.uuid4().hex[:8]}/big.bin"
+    assert store.upload(src, key) == src.stat().st_size
+    dest = tmp_path / "back.bin"
+    assert store.download(key, dest) == src.stat().st_size
+    assert dest.read_bytes() == src.read_bytes()
+    with pytest.raises(InputTooLarge):
+        store.download(key, tmp_path / "x", max_bytes=1000)
+    with pytest.raises(InputNotFound):
+        store.download(f"tests/{uuid.uuid4().hex}/none", tmp_path / "y")
+    empty = f"tests/{uuid.uuid4().hex[:8]}/empty.mp4"
+    store.put_bytes(empty, b"")
+    with pytest.raises(BadInput):
+        store.download(empty, tmp_path / "z")
+
+
+def test_conditional_writes_detect_lost_races(store: ObjectStore) -> None:
+    key = f"tests/{uuid.uuid4().hex[:8]}/state.json"
+    etag = store.put_json(key, {"v": 1}, if_none_match="*")
+    with pytest.raises(PreconditionFailed):
+        store.put_json(key, {"v": "other creator"}, if_none_match="*")
+    new_etag = store.put_json(key, {"v": 2}, if_match=etag)
+    with pytest.raises(PreconditionFailed):
+        store.put_json(key, {"v": "stale writer"}, if_match=etag)
+    value, current = store.get_json(key)
+    assert value == {"v": 2} and current == new_etag

@@ -1,0 +1,139 @@
+"""One function replica as a real OS process: `python -m <module>` serving on a loopback port.
+
+Used by the embedded gateway for its replicas and by function tests, so a test talks to a
+function exactly as the platform does: over HTTP, in another process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FunctionStartError(RuntimeError):
+    pass
+
+
+class FunctionProcess:
+    """Start, wait for readiness, stop; the log goes to a file so a failure can show it."""
+
+    def __init__(
+        self,
+        module: str,
+        env: dict[str, str],
+        *,
+        log_path: Path,
+        port: int | None = None,
+        preexec_cgroup: str | None = None,
+    ) -> None:
+        self.module = module
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._env = {
+            **os.environ,
+            **env,
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "PYTHONPATH": str(REPO_ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self._cgroup_procs = preexec_cgroup
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_monotonic = 0.0
+        self.ready_after_s: float | None = None
+
+    def start(self) -> FunctionProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        cgroup = self._cgroup_procs
+
+        def enter_cgroup() -> None:
+            # Join the cgroup before exec, so the interpreter's own start-up is limited too.
+            if cgroup:
+                Path(cgroup).write_text(str(os.getpid()))
+
+        self.started_monotonic = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            env=self._env,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=enter_cgroup if cgroup else None,
+        )
+        log.close()
+        return self
+
+    def wait_ready(self, timeout_s: float = 120.0) -> float:
+        """Block until `/_/ready` answers 200; returns seconds since start (the cold start)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise FunctionStartError(
+                    f"{self.module} exited with {self.proc.returncode} before it was ready:\n"
+                    f"{self.log_tail()}"
+                )
+            try:
+                if httpx.get(f"{self.url}/_/ready", timeout=1.0).status_code == 200:
+                    self.ready_after_s = time.monotonic() - self.started_monotonic
+                    return self.ready_after_s
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise FunctionStartError(f"{self.module} not ready after {timeout_s:.0f} s")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, grace_s: float = 5.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.alive():
+            self.kill(signal.SIGTERM)
+            try:
+                self.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+        try:
+            return self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def log_tail(self, limit: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> FunctionProcess:
+        self.start()
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
