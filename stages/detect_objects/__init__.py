@@ -1,0 +1,1 @@
+"""detect-objects: YOLOv4-tiny on sampled frames (VideoSearcher "object-detector")."""
