@@ -36,6 +36,18 @@ class Completed:
         return self.stderr.decode("utf-8", "replace").strip()[-limit:]
 
 
+def _vm_hwm(pid: int) -> int:
+    """A running child's own peak RSS (0 once it has exited or if /proc is unavailable)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 class ProcessRunner:
     """Runs children for one invocation and stops them all when the invocation is cancelled."""
 
@@ -64,7 +76,7 @@ class ProcessRunner:
             with self._lock:
                 self._live.add(proc.pid)
             try:
-                status, usage = self._wait(proc.pid)
+                status, usage, sampled_peak = self._wait(proc.pid)
             finally:
                 with self._lock:
                     self._live.discard(proc.pid)
@@ -79,17 +91,23 @@ class ProcessRunner:
                 stderr=err.read(),
                 wall_s=time.monotonic() - started,
                 cpu_s=usage.ru_utime + usage.ru_stime,
-                peak_rss_bytes=usage.ru_maxrss * 1024,
+                # ru_maxrss of a child forked from this (large) process includes our RSS at
+                # fork time (Linux carries the high-water mark over exec); VmHWM sampled while
+                # it runs is the child's own. Children too short to sample fall back to it.
+                peak_rss_bytes=sampled_peak or usage.ru_maxrss * 1024,
             )
         self.cpu_s += completed.cpu_s
         self.peak_rss_bytes = max(self.peak_rss_bytes, completed.peak_rss_bytes)
         return completed
 
-    def _wait(self, pid: int) -> tuple[int, os.struct_rusage]:
+    def _wait(self, pid: int) -> tuple[int, os.struct_rusage, int]:
+        peak = 0
         while True:
+            # Popen returns after exec, so this is the child's own memory, not our copy.
+            peak = max(peak, _vm_hwm(pid))
             done, status, usage = os.wait4(pid, os.WNOHANG)
             if done:
-                return status, usage
+                return status, usage, peak
             if self.cancel.is_set() or time.monotonic() > self.deadline:
                 self._kill_group(pid)
                 _, status, usage = os.wait4(pid, 0)

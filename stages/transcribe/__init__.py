@@ -1,0 +1,1 @@
+"""transcribe (VideoSearcher deepspeech): faster-whisper speech-to-text with word timestamps."""

