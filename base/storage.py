@@ -210,12 +210,18 @@ class ObjectStore:
         return keys
 
     def copy(self, source_key: str, dest_key: str) -> None:
-        self._call(
-            self._client.copy_object,
-            Bucket=self.bucket,
-            Key=validate_key(dest_key),
-            CopySource={"Bucket": self.bucket, "Key": validate_key(source_key)},
-        )
+        """Server-side copy inside the bucket (no bytes through this process)."""
+        try:
+            self._call(
+                self._client.copy_object,
+                Bucket=self.bucket,
+                Key=validate_key(dest_key),
+                CopySource={"Bucket": self.bucket, "Key": validate_key(source_key)},
+            )
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise InputNotFound(f"no such object: {source_key}") from exc
+            raise
 
     def presign(self, key: str, *, expires_s: int = 900) -> str:
         return str(

@@ -1,0 +1,1 @@
+"""search (VideoSearcher grep): the clips whose transcript contains the query, copied as matches."""

@@ -1,0 +1,1 @@
+"""segment-speech (VideoSearcher librosa): sentence timestamps from loudness drops in a WAV."""
