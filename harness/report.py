@@ -1,0 +1,628 @@
+"""Benchmark output: results.json, CSVs, PNG plots, terminal tables and run comparison.
+
+One output directory holds one run (one or more regimes):
+- ``results.json``: platform, config, versions, video catalogue, then per regime its load
+  summary, statistics summary, threshold violations and *every* request record;
+- ``requests.csv`` (one row per request) and ``invocations.csv`` (one row per function call);
+- ``latency_cdf.png``, ``function_breakdown.png``, ``memory.png``, ``throughput.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # after choosing the headless backend
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.records import RequestRecord
+from harness.regimes import Violation
+from harness.stats import RegimeSummary
+from harness.workload import LoadSummary
+
+SCHEMA = "vsearch-bench/1"
+RESULTS = "results.json"
+MIB = float(1 << 20)
+
+
+class RegimeResult(BaseModel):
+    name: str
+    summary: RegimeSummary
+    load: LoadSummary | None = None
+    violations: list[Violation] = Field(default_factory=list)
+    records: list[RequestRecord] = Field(default_factory=list)
+    preparation: dict[str, Any] | None = Field(None, description="what was prepared, verified")
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+
+class RunResults(BaseModel):
+    schema_: str = Field(SCHEMA, alias="schema")
+    created_at: float = Field(default_factory=time.time)
+    platform: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, Any] = Field(default_factory=dict)
+    videos: list[dict[str, Any]] = Field(default_factory=list)
+    regimes: list[RegimeResult] = Field(default_factory=list)
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+INVOCATION_COLUMNS = (
+    "regime",
+    "request_index",
+    "request_id",
+    "phase",
+    "function",
+    "step",
+    "attempt",
+    "fanout",
+    "status_code",
+    "outcome",
+    "error_code",
+    "reused",
+    "wall_s",
+    "latency_s",
+    "function_duration_s",
+    "queue_s",
+    "cold_start_wait_s",
+    "cold_start",
+    "process_init_s",
+    "cpu_s",
+    "peak_rss_bytes",
+    "children_peak_rss_bytes",
+    "memory_limit_bytes",
+    "replica",
+    "started_at",
+)
+
+REQUEST_COLUMNS = (
+    "regime",
+    "index",
+    "request_id",
+    "video",
+    "phase",
+    "outcome",
+    "http_status",
+    "scheduled_s",
+    "sent_s",
+    "send_lag_s",
+    "finished_s",
+    "latency_s",
+    "client_retries",
+    "invocations",
+    "error_code",
+    "failed_checks",
+)
+
+
+def write_report(
+    out_dir: Path | str,
+    regimes: Sequence[RegimeResult],
+    *,
+    platform: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    versions: Mapping[str, Any] | None = None,
+    videos: Iterable[Any] | None = None,
+    plots: bool = True,
+) -> dict[str, Path]:
+    """Write every output file; returns them by name."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run = RunResults(
+        platform=_jsonable(dict(platform or {})),
+        config=_jsonable(dict(config or {})),
+        versions=_jsonable(dict(versions or {})),
+        videos=[_jsonable(v) for v in videos or []],
+        regimes=list(regimes),
+    )
+    files: dict[str, Path] = {}
+    files["results"] = out / RESULTS
+    text = json.dumps(_jsonable(run.model_dump(mode="json", by_alias=True)), indent=1)
+    files["results"].write_text(text + "\n")
+    files["invocations"] = write_invocations_csv(out / "invocations.csv", regimes)
+    files["requests"] = write_requests_csv(out / "requests.csv", regimes)
+    if plots:
+        files.update(write_plots(out, regimes))
+    return files
+
+
+def write_invocations_csv(path: Path, regimes: Sequence[RegimeResult]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(INVOCATION_COLUMNS)
+        for regime in regimes:
+            for r in regime.records:
+                for s in r.invocations:
+                    row = {
+                        "regime": regime.name,
+                        "request_index": r.index,
+                        "request_id": r.request_id,
+                        "phase": r.phase,
+                        **s.model_dump(),
+                    }
+                    writer.writerow(_cell(row.get(c)) for c in INVOCATION_COLUMNS)
+    return path
+
+
+def write_requests_csv(path: Path, regimes: Sequence[RegimeResult]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(REQUEST_COLUMNS)
+        for regime in regimes:
+            for r in regime.records:
+                row = {
+                    "regime": regime.name,
+                    **r.model_dump(exclude={"checks", "invocations", "attempts"}),
+                    "send_lag_s": r.send_lag_s,
+                    "invocations": len(r.invocations),
+                    "failed_checks": ";".join(c.name for c in r.failed_checks()),
+                }
+                writer.writerow(_cell(row.get(c)) for c in REQUEST_COLUMNS)
+    return path
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+
+
+def write_plots(out: Path, regimes: Sequence[RegimeResult]) -> dict[str, Path]:
+    makers = {
+        "latency_cdf": plot_latency_cdf,
+        "function_breakdown": plot_function_breakdown,
+        "memory": plot_memory,
+        "throughput": plot_throughput,
+    }
+    files: dict[str, Path] = {}
+    for name, maker in makers.items():
+        path = out / f"{name}.png"
+        fig = maker(regimes)
+        try:
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+        finally:
+            plt.close(fig)
+        files[name] = path
+    return files
+
+
+def _measured(regime: RegimeResult) -> list[RequestRecord]:
+    return [r for r in regime.records if r.phase != "warmup"]
+
+
+def _empty(ax: Any, text: str = "no data") -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
+def plot_latency_cdf(regimes: Sequence[RegimeResult]) -> Any:
+    """Empirical CDF of latency from the scheduled time; failures shown as their own curve."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = False
+    for regime in regimes:
+        ok = sorted(r.latency_s for r in _measured(regime) if r.ok and r.latency_s is not None)
+        total = sum(1 for r in _measured(regime) if r.outcome != "not_sent")
+        if ok and total:
+            # Normalised by every sent request: a curve that stops below 1 shows the failures.
+            ys = [(i + 1) / total for i in range(len(ok))]
+            ax.step([0.0, *ok], [0.0, *ys], where="post", label=f"{regime.name} (n={len(ok)})")
+            drawn = True
+    if not drawn:
+        _empty(ax, "no successful requests")
+    ax.set_xlabel("latency from scheduled send (s)")
+    ax.set_ylabel("fraction of sent requests answered correctly")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title("Latency CDF per regime (successes; the rest of the way to 1 failed)")
+    if drawn:
+        ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def _function_names(regimes: Sequence[RegimeResult]) -> list[str]:
+    names: set[str] = set()
+    for regime in regimes:
+        names |= set(regime.summary.functions)
+    # Pipeline order where known, the rest after.
+    order = [
+        "orchestrator",
+        "extract-audio",
+        "segment-speech",
+        "cut-clips",
+        "transcode-clip",
+        "transcribe",
+        "sample-frames",
+        "detect-objects",
+        "search",
+    ]
+    return [n for n in order if n in names] + sorted(names - set(order))
+
+
+def plot_function_breakdown(regimes: Sequence[RegimeResult]) -> Any:
+    """Per regime, mean execution seconds per measured request spent in each function."""
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(regimes) + 3), 4.5))
+    names = [n for n in _function_names(regimes) if n != "orchestrator"]
+    labels = [r.name for r in regimes]
+    bottoms = [0.0] * len(regimes)
+    drawn = False
+    cmap = plt.get_cmap("tab10")
+    for k, fn in enumerate(names):
+        heights = []
+        for regime in regimes:
+            fs = regime.summary.functions.get(fn)
+            n = max(1, sum(1 for r in _measured(regime) if r.invocations))
+            heights.append((fs.exec_s.total or 0.0) / n if fs else 0.0)
+        if any(heights):
+            ax.bar(labels, heights, bottom=bottoms, label=fn, color=cmap(k % 10))
+            bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+            drawn = True
+    for i, regime in enumerate(regimes):
+        lat = regime.summary.latency_ok_s.mean
+        if lat is not None:
+            ax.plot([i - 0.4, i + 0.4], [lat, lat], color="black", lw=1.5)
+    if not drawn:
+        _empty(ax)
+    ax.set_ylabel("function seconds per request (sum over invocations)")
+    ax.set_title("Where the time goes (black line: mean end-to-end latency)")
+    if drawn:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def plot_memory(regimes: Sequence[RegimeResult]) -> Any:
+    """Peak memory per function (platform and measured RSS, max over regimes) vs its limit."""
+    names = _function_names(regimes)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names) + 2), 4.5))
+    if not names:
+        _empty(ax)
+        return fig
+    platform, measured, limits = [], [], []
+    for fn in names:
+        fss = [r.summary.functions[fn] for r in regimes if fn in r.summary.functions]
+        platform.append(max((f.peak_memory_bytes_platform or 0) for f in fss) / MIB)
+        measured.append(max((f.peak_rss_bytes_measured or 0) for f in fss) / MIB)
+        limits.append(max((f.memory_limit_bytes or 0) for f in fss) / MIB)
+    xs = range(len(names))
+    width = 0.38
+    ax.bar([x - width / 2 for x in xs], platform, width, label="peak (platform)")
+    ax.bar([x + width / 2 for x in xs], measured, width, label="peak RSS + child (measured)")
+    for x, limit in zip(xs, limits, strict=True):
+        if limit:
+            ax.hlines(limit, x - 0.45, x + 0.45, colors="red", lw=2)
+    ax.plot([], [], color="red", lw=2, label="memory limit")
+    ax.set_xticks(list(xs), names, rotation=30, ha="right")
+    ax.set_ylabel("MiB")
+    ax.set_title("Peak memory per function vs its limit")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def plot_throughput(regimes: Sequence[RegimeResult], bin_s: float | None = None) -> Any:
+    """Completions over run time per regime; failures as red crosses at their finish time."""
+    n = max(1, len(regimes))
+    fig, axes = plt.subplots(n, 1, figsize=(7, 2.4 * n + 0.6), squeeze=False)
+    for ax, regime in zip(axes[:, 0], regimes or [None], strict=False):
+        if regime is None:
+            _empty(ax)
+            continue
+        recs = [r for r in regime.records if r.finished_s is not None]
+        if not recs:
+            _empty(ax)
+            ax.set_title(regime.name)
+            continue
+        end = max(r.finished_s for r in recs if r.finished_s is not None)
+        width = bin_s or max(1.0, math.ceil(end / 20))
+        nbins = max(1, math.ceil(end / width))
+        ok_counts = [0] * nbins
+        for r in recs:
+            if r.ok and r.finished_s is not None:
+                ok_counts[min(nbins - 1, int(r.finished_s // width))] += 1
+        ax.bar(
+            [i * width for i in range(nbins)],
+            [c / width for c in ok_counts],
+            width=width,
+            align="edge",
+            alpha=0.7,
+            label="successes / s",
+        )
+        fails = [r for r in recs if not r.ok]
+        if fails:
+            ax.scatter(
+                [r.finished_s for r in fails],
+                [0.0] * len(fails),
+                marker="x",
+                color="red",
+                zorder=3,
+                label=f"failed ({len(fails)})",
+                clip_on=False,
+            )
+        sends = [r.sent_s for r in regime.records if r.sent_s is not None]
+        if sends:
+            ax.scatter(
+                sends,
+                [0.0] * len(sends),
+                marker="|",
+                color="gray",
+                zorder=2,
+                label="sent",
+                clip_on=False,
+            )
+        ax.set_title(regime.name, fontsize=9)
+        ax.set_ylabel("req/s")
+        ax.legend(fontsize=7, loc="upper right")
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("run time (s)")
+    fig.suptitle("Throughput over time")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+
+def format_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], *, align: str | None = None
+) -> str:
+    """Plain aligned text; ``align`` is one char per column ('l' or 'r'; default: numbers right)."""
+    cells = [[_text(c) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    if align is None:
+        align = "".join(
+            "r" if rows and all(_numeric(row[i]) for row in rows) else "l"
+            for i in range(len(headers))
+        )
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            v.rjust(w) if a == "r" else v.ljust(w)
+            for v, w, a in zip(values, widths, align, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [line(list(headers)), line(["-" * w for w in widths])]
+    out += [line(row) for row in cells]
+    return "\n".join(out)
+
+
+def _numeric(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, int | float):
+        return True
+    text = str(value).strip().rstrip("%s")
+    try:
+        float(text)
+    except ValueError:
+        return text in ("", "-", "n/a")
+    return True
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _gbs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _mib(value: float | None) -> str:
+    return "-" if not value else f"{value / MIB:.0f}"
+
+
+def render_summary(regimes: Sequence[RegimeResult]) -> str:
+    """The terminal view of a run: one line per regime, then per-function figures."""
+    head = (
+        "regime",
+        "ok/total",
+        "success",
+        "admitted ok",
+        "p50",
+        "p95",
+        "p99",
+        "max",
+        "mean ±95% CI",
+        "GB-s/req meas",
+        "GB-s/req conf",
+        "idle GB-s",
+        "OOM",
+        "verdict",
+    )
+    rows = []
+    for reg in regimes:
+        s = reg.summary
+        lat = s.latency_ok_s
+        ci = (
+            f"{lat.mean:.2f}±{(lat.ci95_high - lat.mean):.2f}s"
+            if lat.mean is not None and lat.ci95_high is not None
+            else _s(lat.mean)
+        )
+        rows.append(
+            (
+                reg.name,
+                f"{s.outcomes.ok}/{s.outcomes.total}",
+                _rate(s.success_rate),
+                _rate(s.admitted_success_rate),
+                _s(lat.p50),
+                _s(lat.p95),
+                _s(lat.p99),
+                _s(lat.max),
+                ci,
+                _gbs(s.cost.per_ok_request_measured_gb_s),
+                _gbs(s.cost.per_ok_request_configured_gb_s),
+                _gbs(s.cost.idle_gb_s),
+                s.oom_kills,
+                "pass" if reg.passed else f"FAIL ({len(reg.violations)})",
+            )
+        )
+    parts = [format_table(head, rows, align="lrrrrrrrrrrrrl")]
+    for reg in regimes:
+        if reg.load is not None:
+            ld = reg.load
+            parts.append(
+                f"{reg.name}: issued {ld.issued}/{ld.scheduled}, target rate "
+                f"{_fmt_rate(ld.target_rate)}, achieved {_fmt_rate(ld.achieved_rate)}, "
+                f"max send lag {_s(ld.max_send_lag_s)}, client retries {ld.client_retries}"
+            )
+    parts.append("")
+    parts.append(render_functions(regimes))
+    problems = [v.message for reg in regimes for v in reg.violations]
+    if problems:
+        parts.append("")
+        parts.append("Threshold violations:")
+        parts += [f"  - {p}" for p in problems]
+    return "\n".join(parts)
+
+
+def _fmt_rate(rate: float | None) -> str:
+    return "burst" if rate is None else f"{rate:.3g}/s"
+
+
+def render_functions(regimes: Sequence[RegimeResult]) -> str:
+    head = (
+        "regime",
+        "function",
+        "calls",
+        "retries",
+        "cold",
+        "exec p50",
+        "p95",
+        "p99",
+        "CPU s",
+        "peak MiB",
+        "limit MiB",
+        "peak/limit",
+        "OOM",
+        "GB-s meas",
+        "GB-s conf",
+    )
+    rows = []
+    for reg in regimes:
+        names = _function_names([reg])
+        for fn in names:
+            f = reg.summary.functions[fn]
+            rows.append(
+                (
+                    reg.name,
+                    fn,
+                    f.invocations,
+                    f.retries,
+                    f.cold_starts,
+                    _s(f.exec_s.p50),
+                    _s(f.exec_s.p95),
+                    _s(f.exec_s.p99),
+                    f"{f.cpu_s_total:.1f}",
+                    _mib(f.peak_memory_bytes),
+                    _mib(f.memory_limit_bytes),
+                    "-" if f.peak_over_limit is None else f"{f.peak_over_limit:.0%}",
+                    f.oom_kills,
+                    _gbs(f.gb_s_measured),
+                    _gbs(f.gb_s_configured),
+                )
+            )
+    return format_table(head, rows, align="llrrrrrrrrrrrrr")
+
+
+# --------------------------------------------------------------------------------------------
+# Comparison
+# --------------------------------------------------------------------------------------------
+
+
+def load_results(path: Path | str) -> RunResults:
+    p = Path(path)
+    if p.is_dir():
+        p = p / RESULTS
+    return RunResults.model_validate_json(p.read_text())
+
+
+def compare(dirs: Sequence[Path | str]) -> str:
+    """Runs side by side: one row per (run, regime) with success, latency and cost."""
+    head = (
+        "run",
+        "regime",
+        "ok/total",
+        "success",
+        "p50",
+        "p95",
+        "GB-s/req meas",
+        "GB-s/req conf",
+        "+idle",
+        "OOM",
+        "verdict",
+    )
+    rows = []
+    for d in dirs:
+        run = load_results(d)
+        label = Path(d).name or str(d)
+        for reg in run.regimes:
+            s = reg.summary
+            rows.append(
+                (
+                    label,
+                    reg.name,
+                    f"{s.outcomes.ok}/{s.outcomes.total}",
+                    _rate(s.success_rate),
+                    _s(s.latency_ok_s.p50),
+                    _s(s.latency_ok_s.p95),
+                    _gbs(s.cost.per_ok_request_measured_gb_s),
+                    _gbs(s.cost.per_ok_request_configured_gb_s),
+                    _gbs(s.cost.per_ok_request_with_idle_gb_s),
+                    s.oom_kills,
+                    "pass" if not reg.violations else f"FAIL ({len(reg.violations)})",
+                )
+            )
+    rows.sort(key=lambda r: (r[1], r[0]))
+    return format_table(head, rows, align="llrrrrrrrrl")

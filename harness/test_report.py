@@ -1,0 +1,197 @@
+"""The report writes every file (valid PNGs, parseable JSON/CSV) from synthetic records, and the
+terminal and comparison tables line up."""
+
+from __future__ import annotations
+
+import csv
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from harness.records import FunctionPlatform
+from harness.regimes import Thresholds, evaluate
+from harness.report import (
+    RegimeResult,
+    compare,
+    format_table,
+    load_results,
+    render_summary,
+    write_report,
+)
+from harness.stats import summarize
+from harness.synthetic import FUNCTIONS, MIB, synthetic_records
+from harness.workload import LoadSummary
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _platform() -> dict[str, FunctionPlatform]:
+    return {
+        name: FunctionPlatform(
+            name=name,
+            memory_limit_bytes=limit,
+            peak_memory_bytes=(peak + child + 10) * MIB,
+            warm_replicas=1,
+        )
+        for name, limit, _, peak, child in FUNCTIONS
+    } | {
+        "orchestrator": FunctionPlatform(
+            name="orchestrator", memory_limit_bytes=512 * MIB, peak_memory_bytes=170 * MIB
+        )
+    }
+
+
+def _load(records: list, kind: str) -> LoadSummary:
+    return LoadSummary(
+        kind=kind,
+        scheduled=len(records),
+        issued=len(records),
+        not_sent=0,
+        completed=sum(r.ok for r in records),
+        failed=sum(not r.ok for r in records),
+        target_rate=0.5,
+        achieved_rate=0.49,
+        started_at_unix=1.7e9,
+        duration_s=max(r.finished_s for r in records),
+        max_send_lag_s=0.003,
+        mean_send_lag_s=0.001,
+        client_retries=0,
+        max_in_flight=None,
+        peak_in_flight=3,
+    )
+
+
+def _regimes(latency: float = 10.0) -> list[RegimeResult]:
+    out = []
+    for name, kw in (
+        ("warm-steady", {"seed": 1}),
+        ("cold-burst", {"seed": 2, "cold": True, "fail_every": 3}),
+        ("overload", {"seed": 3, "refuse_every": 4}),
+    ):
+        records = synthetic_records(8, base_latency_s=latency, **kw)
+        records[0].phase = "warmup"  # as run_open_loop(warmup=1) tags it
+        summary = summarize(records, regime=name, platform=_platform())
+        out.append(
+            RegimeResult(
+                name=name,
+                summary=summary,
+                load=_load(records, "steady"),
+                violations=evaluate(summary, Thresholds(min_success_rate=1.0)),
+                records=records,
+            )
+        )
+    return out
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, path
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_report_writes_every_file(tmp_path: Path) -> None:
+    regimes = _regimes()
+    files = write_report(
+        tmp_path / "run1",
+        regimes,
+        platform={"name": "embedded", "limits_enforced": True},
+        config={"size": "small", "query": "flour"},
+        versions={"python": "3.11", "vsearch": "0.1.0"},
+        videos=[{"id": "demo", "uri": "s3://b/videos/demo.mp4", "duration_s": 22.0}],
+    )
+    plots = {"latency_cdf", "function_breakdown", "memory", "throughput"}
+    expected = {"results", "invocations", "requests"} | plots
+    assert expected <= set(files)
+    for name in ("latency_cdf", "function_breakdown", "memory", "throughput"):
+        path = files[name]
+        assert path.stat().st_size > 1000
+        width, height = _png_size(path)
+        assert width > 100 and height > 100
+
+    doc = json.loads(files["results"].read_text())
+    assert doc["schema"] == "vsearch-bench/1"
+    assert doc["platform"]["name"] == "embedded" and doc["videos"][0]["id"] == "demo"
+    assert [r["name"] for r in doc["regimes"]] == ["warm-steady", "cold-burst", "overload"]
+    assert all(len(r["records"]) == 8 for r in doc["regimes"])  # every record, warm-up included
+    first = doc["regimes"][0]["records"][0]
+    assert first["phase"] == "warmup" and first["invocations"] and first["checks"]
+    assert doc["regimes"][1]["violations"][0]["figure"] == "success rate"
+
+    with files["invocations"].open() as fh:
+        rows = list(csv.DictReader(fh))
+    n_inv = sum(len(r.invocations) for reg in regimes for r in reg.records)
+    assert len(rows) == n_inv
+    assert {"regime", "function", "wall_s", "peak_rss_bytes"} <= set(rows[0])
+    assert {row["function"] for row in rows} >= {"transcribe", "orchestrator"}
+    with files["requests"].open() as fh:
+        reqs = list(csv.DictReader(fh))
+    assert len(reqs) == 24
+    assert {r["outcome"] for r in reqs} == {"ok", "failed_content", "refused"}
+
+    loaded = load_results(tmp_path / "run1")
+    assert loaded.regimes[0].summary.outcomes.total == 7
+    assert loaded.regimes[0].records[3].latency_s == regimes[0].records[3].latency_s
+
+
+def test_plots_survive_empty_and_failing_runs(tmp_path: Path) -> None:
+    records = synthetic_records(3, refuse_every=1)  # everything refused: nothing succeeded
+    summary = summarize(records, regime="overload")
+    empty = RegimeResult(name="empty", summary=summarize([], regime="empty"))
+    files = write_report(
+        tmp_path, [RegimeResult(name="overload", summary=summary, records=records), empty]
+    )
+    for name in ("latency_cdf", "function_breakdown", "memory", "throughput"):
+        _png_size(files[name])
+    assert files["invocations"].read_text().count("\n") == 1  # header only
+    files = write_report(tmp_path / "none", [])
+    _png_size(files["throughput"])
+
+
+def test_summary_table_is_aligned_and_complete() -> None:
+    text = render_summary(_regimes())
+    lines = text.splitlines()
+    header, rule = lines[0], lines[1]
+    assert header.startswith("regime") and set(rule.replace(" ", "")) == {"-"}
+    rows = lines[2:5]
+    assert [r.split()[0] for r in rows] == ["warm-steady", "cold-burst", "overload"]
+    # Right-aligned columns end at the same place on every line of the table.
+    ends = {len(line.rstrip()) for line in (header, *rows) if "FAIL" not in line}
+    assert len(ends) <= 2
+    assert "transcribe" in text and "Threshold violations" in text
+    assert "cold-burst: success rate" in text
+    assert "target rate 0.5/s, achieved 0.49/s" in text
+
+
+def test_format_table() -> None:
+    table = format_table(("name", "n", "p95"), [("a", 1, 2.5), ("bbbb", 100, None)])
+    lines = table.splitlines()
+    assert lines[0] == "name    n  p95"
+    assert lines[2] == "a       1  2.5"
+    assert lines[3] == "bbbb  100    -"
+    assert len({len(line) for line in lines}) == 1
+
+
+def test_compare_runs_side_by_side(tmp_path: Path) -> None:
+    write_report(tmp_path / "before", _regimes(latency=10.0), plots=False)
+    write_report(tmp_path / "after", _regimes(latency=5.0), plots=False)
+    table = compare([tmp_path / "before", tmp_path / "after"])
+    lines = table.splitlines()
+    assert lines[0].split()[:4] == ["run", "regime", "ok/total", "success"]
+    body = lines[2:]
+    assert len(body) == 6
+    # Rows of one regime sit together, one per run.
+    regimes_in_order = [line.split()[1] for line in body]
+    assert regimes_in_order == sorted(regimes_in_order)
+    after = next(line for line in body if line.startswith("after") and "warm-steady" in line)
+    before = next(line for line in body if line.startswith("before") and "warm-steady" in line)
+    p50_after = float(after.split()[4].rstrip("s"))
+    p50_before = float(before.split()[4].rstrip("s"))
+    assert p50_after < p50_before
+
+
+def test_compare_missing_dir(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        compare([tmp_path / "nothing"])
