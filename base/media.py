@@ -97,6 +97,11 @@ def run(runner: ProcessRunner, stream: Any, *, what: str) -> Completed:
         if _looks_like_bad_input(tail):
             raise BadInput(f"{what} failed on the input: {tail}", code="corrupt_media")
         raise FunctionError(f"{what} failed (ffmpeg exit {done.returncode}): {tail}")
+    if b"partial file" in done.stderr:
+        # The index survived a truncation: ffmpeg stops early, warns, and still exits 0.
+        raise BadInput(
+            f"{what}: the input is truncated ({done.stderr_tail(200)})", code="truncated_media"
+        )
     return done
 
 
@@ -108,7 +113,6 @@ def _looks_like_bad_input(stderr: str) -> bool:
         "Error while decoding",
         "does not contain any stream",
         "Output file is empty",
-        "Invalid argument",
         "End of file",
         "corrupt",
         "truncat",
