@@ -1,0 +1,1 @@
+"""The VideoSearcher pipeline as a function: drives the stage functions through the gateway."""
