@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,6 +16,44 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search videos for spoken words with a serverless pipeline, and benchmark it.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from harness.commands.platform import add_state_dir
+
+    up = sub.add_parser("up", help="start the embedded platform (S3, gateway, functions)")
+    add_state_dir(up)
+    up.add_argument("--no-limits", action="store_true", help="run without cgroup limits")
+    up.add_argument("--timeout", type=float, default=300.0, help="seconds to become ready")
+    down = sub.add_parser("down", help="stop the embedded platform")
+    add_state_dir(down)
+    status = sub.add_parser("status", help="the platform's health and replicas")
+    add_state_dir(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    search = sub.add_parser(
+        "search",
+        help="find the clips where words are spoken in a video",
+        description="Upload VIDEO, run the pipeline, print the matching clips with times, "
+        "transcripts and objects. Starts the embedded platform if it is not running "
+        "(and stops it afterwards unless --keep).",
+    )
+    search.add_argument("video", type=Path, help="a video file (mp4, webm, avi, mkv, ...)")
+    search.add_argument("--query", "-q", required=True, help="the words to find")
+    search.add_argument("--json", action="store_true", help="print the result as JSON")
+    search.add_argument("--keep", action="store_true", help="leave the platform running")
+    search.add_argument(
+        "--clip-concurrency", type=int, default=None, help="clips processed at once (default 4)"
+    )
+    add_state_dir(search)
+
+    demo = sub.add_parser(
+        "demo", help="generate a video with known speech and objects, search it, check it"
+    )
+    demo.add_argument("--json", action="store_true", help="print the result as JSON")
+    demo.add_argument("--keep", action="store_true", help="leave the platform running")
+    demo.add_argument(
+        "--media-dir", type=Path, default=ROOT / ".vsearch" / "media", help="where to write it"
+    )
+    add_state_dir(demo)
 
     test = sub.add_parser("test", help="lint and run every test (what CI runs)")
     test.add_argument("--all", action="store_true", help="include tests marked slow")
@@ -25,6 +66,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("up", "down", "status"):
+        from harness.commands import platform
+
+        if args.command == "up":
+            return platform.up(args.state_dir, timeout_s=args.timeout, no_limits=args.no_limits)
+        if args.command == "down":
+            return platform.down(args.state_dir)
+        return platform.status(args.state_dir, as_json=args.json)
+    if args.command == "search":
+        from harness.commands.search import UsageError, print_answer, run_search
+
+        config = {}
+        if args.clip_concurrency:
+            config["clip_concurrency"] = args.clip_concurrency
+        try:
+            answer = run_search(
+                args.video, args.query, state_dir=args.state_dir, config=config,
+                quiet=args.json, keep=args.keep,
+            )  # fmt: skip
+        except UsageError as exc:
+            print(f"vsearch search: {exc}", file=sys.stderr)
+            return 2
+        return print_answer(answer, as_json=args.json)
+    if args.command == "demo":
+        from harness.commands.demo import run_demo
+        from harness.commands.search import UsageError
+
+        try:
+            return run_demo(
+                args.state_dir, media_dir=args.media_dir, as_json=args.json, keep=args.keep
+            )
+        except UsageError as exc:
+            print(f"vsearch demo: {exc}", file=sys.stderr)
+            return 2
     if args.command == "test":
         from harness.commands.test import run_tests
 

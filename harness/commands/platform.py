@@ -1,0 +1,75 @@
+"""`./vsearch up|down|status`: the embedded platform in the background, with a state dir."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from harness.embedded import __main__ as embedded
+from harness.embedded.client import CREDENTIALS_FILE, STATE_FILE, GatewayClient
+from harness.functions import DECLARATIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_STATE_DIR = Path(os.environ.get("VSEARCH_STATE_DIR", ROOT / ".vsearch" / "embedded"))
+
+
+def add_state_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="where the platform keeps its state, logs and credentials (default: %(default)s)",
+    )
+
+
+def up(state_dir: Path, *, timeout_s: float = 300.0, no_limits: bool = False) -> int:
+    args = argparse.Namespace(
+        state_dir=state_dir,
+        manifest=DECLARATIONS,
+        s3="auto",
+        queue_limit=32,
+        timeout=timeout_s,
+        only="",
+        no_limits=no_limits,
+    )
+    return int(embedded.up(args))
+
+
+def down(state_dir: Path) -> int:
+    return int(embedded.stop(argparse.Namespace(state_dir=state_dir, timeout=60.0)))
+
+
+def status(state_dir: Path, *, as_json: bool) -> int:
+    return int(embedded.show_status(argparse.Namespace(state_dir=state_dir, json=as_json)))
+
+
+def running(state_dir: Path) -> bool:
+    return embedded._running(state_dir) is not None
+
+
+class Connection:
+    """What a client of a running platform needs: the gateway and the bucket's credentials."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state = json.loads((state_dir / STATE_FILE).read_text())
+        self.credentials: dict[str, Any] = json.loads((state_dir / CREDENTIALS_FILE).read_text())
+        self.gateway_url: str = state["gateway_url"]
+        self.bucket: str = state["bucket"]
+        self.gateway = GatewayClient.from_state_dir(state_dir)
+
+    def s3_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        s3 = self.credentials["s3"]
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=s3.get("S3_ENDPOINT_URL"),
+            aws_access_key_id=s3["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=s3["AWS_SECRET_ACCESS_KEY"],
+            region_name=s3.get("AWS_REGION", "us-east-1"),
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )

@@ -1,0 +1,222 @@
+"""`./vsearch search VIDEO --query WORDS` and `./vsearch demo`: one request through the pipeline.
+
+The video is uploaded to the platform's bucket, the orchestrator is invoked through the gateway,
+and progress is read from the request's state while the call runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from harness.commands import platform
+from harness.commands.platform import Connection
+
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv"}
+AUDIO_SUFFIXES = {".wav", ".m4a", ".mp3", ".flac", ".ogg", ".opus", ".aac"}
+
+
+class UsageError(Exception):
+    """A problem the user can fix (missing file, platform not starting): exit 2, no trace."""
+
+
+def safe_object_name(name: str) -> str:
+    """Object keys allow a small alphabet (see base.storage); keep the name recognisable."""
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    stem = re.sub(r"[^A-Za-z0-9._=-]+", "-", stem).strip("-.")[:80] or "video"
+    suffix = re.sub(r"[^A-Za-z0-9]", "", suffix)[:10]
+    return f"{stem}.{suffix}" if suffix else stem
+
+
+def check_video(path: Path) -> None:
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    if not path.is_file():
+        raise UsageError(f"not a file: {path}")
+    if path.stat().st_size == 0:
+        raise UsageError(f"the file is empty: {path}")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+class Progress:
+    """Polls GET /requests/{id} and prints what changed, on one line in a terminal."""
+
+    def __init__(self, conn: Connection, request_id: str, *, quiet: bool) -> None:
+        self.conn = conn
+        self.request_id = request_id
+        self.quiet = quiet
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._last = ""
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Progress:
+        if not self.quiet:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2)
+        if self._last and sys.stderr.isatty():
+            sys.stderr.write("\n")
+
+    def _run(self) -> None:
+        url = f"{self.conn.gateway_url}/function/orchestrator/requests/{self.request_id}"
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.wait(1.0):
+                try:
+                    response = client.get(url)
+                except httpx.HTTPError:
+                    continue
+                if response.status_code != 200:
+                    self._show("waiting for the orchestrator")
+                    continue
+                progress = response.json().get("progress") or {}
+                stage = progress.get("stage", "starting")
+                clips = progress.get("clips_total")
+                done = progress.get("clips_done", 0)
+                text = f"{stage}" + (f" — clips {done}/{clips}" if clips else "")
+                self._show(text)
+
+    def _show(self, text: str) -> None:
+        line = f"[{time.monotonic() - self.started:5.1f}s] {text}"
+        if text == self._last:
+            if sys.stderr.isatty():
+                sys.stderr.write("\r" + line)
+                sys.stderr.flush()
+            return
+        self._last = text
+        sys.stderr.write(("\r" + line.ljust(60)) if sys.stderr.isatty() else line + "\n")
+        sys.stderr.flush()
+
+
+def upload(conn: Connection, video: Path) -> str:
+    key = f"uploads/{uuid.uuid4().hex[:12]}/{safe_object_name(video.name)}"
+    conn.s3_client().upload_file(str(video), conn.bucket, key)
+    return f"s3://{conn.bucket}/{key}"
+
+
+def run_search(
+    video: Path,
+    query: str,
+    *,
+    state_dir: Path,
+    config: dict[str, Any] | None = None,
+    quiet: bool = False,
+    keep: bool = False,
+    timeout_s: float = 900.0,
+) -> dict[str, Any]:
+    """Search one video; returns the orchestrator's answer (result or error envelope)."""
+    check_video(video)
+    if not query.strip():
+        raise UsageError("the query is empty")
+    started_here = not platform.running(state_dir)
+    if started_here:
+        say("starting the embedded platform (first start loads the models)…", quiet)
+        if platform.up(state_dir) != 0:
+            raise UsageError(f"the platform did not start; see {state_dir / 'serve.log'}")
+    try:
+        conn = Connection(state_dir)
+        say(f"uploading {video.name} ({video.stat().st_size / 1e6:.1f} MB)", quiet)
+        uri = upload(conn, video)
+        request_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        body = {
+            "request_id": request_id,
+            "input": {"video": uri},
+            "config": {"query": query, **(config or {})},
+        }
+        with Progress(conn, request_id, quiet=quiet):
+            response = conn.gateway.invoke("orchestrator", body, timeout_s=timeout_s)
+        try:
+            answer: dict[str, Any] = response.json()
+        except ValueError:
+            answer = {
+                "status": "error",
+                "error": {"code": "bad_response", "message": response.text},
+            }
+        answer["http_status"] = response.status_code
+        return answer
+    finally:
+        if started_here and not keep:
+            say("stopping the embedded platform (use --keep to leave it running)", quiet)
+            platform.down(state_dir)
+
+
+def say(text: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"vsearch: {text}", file=sys.stderr, flush=True)
+
+
+def render(answer: dict[str, Any]) -> str:
+    """The answer for a person: matches first, then every clip, then where the time went."""
+    if answer.get("status") != "ok":
+        error = answer.get("error") or {}
+        status = answer.get("http_status")
+        return f"search failed ({status}): {error.get('code')}: {error.get('message')}"
+    result = answer.get("outputs") or answer
+    video = result["video"]
+    lines = [
+        f"video:   {Path(video['source_uri']).name}  {video['duration_s']:.1f} s  "
+        f"{video.get('width') or '-'}x{video.get('height') or '-'}  "
+        f"audio: {'yes' if video['has_audio'] else 'no'}  sha256 {video['sha256'][:12]}…",
+        f'query:   "{result["query"]}" — {len(result["matches"])} matching clip(s)',
+    ]
+    clips = {clip["index"]: clip for clip in result["clips"]}
+    for match in result["matches"]:
+        clip = clips.get(match["clip_index"], {})
+        lines.append(
+            f"  MATCH clip {match['clip_index']}  {match['start_s']:.2f}-{match['end_s']:.2f} s  "
+            f'"{match["text"]}"{_objects(clip.get("objects", []))}'
+        )
+        lines.append(f"        {match['clip_uri']}")
+    lines.append(f"clips:   {len(result['clips'])}")
+    for clip in result["clips"]:
+        lines.append(
+            f"  clip {clip['index']}  {clip['start_s']:.2f}-{clip['end_s']:.2f} s  "
+            f'"{clip.get("transcript") or ""}"{_objects(clip.get("objects", []))}'
+        )
+    if result.get("frames_without_clip"):
+        objects = [o for f in result["frames_without_clip"] for o in f.get("objects", [])]
+        lines.append(f"whole-video frames: {len(result['frames_without_clip'])}{_objects(objects)}")
+    req = result["metrics"]["request"]
+    lines.append(
+        f"timing:  end-to-end {req['end_to_end_s']:.2f} s, critical path "
+        f"{req['critical_path_s']:.2f} s, overhead {req['overhead_s']:.2f} s, "
+        f"{req['invocations']} invocations, {req['cold_starts']} cold start(s), "
+        f"{req['retries']} retries"
+    )
+    return "\n".join(lines)
+
+
+def _objects(objects: list[dict[str, Any]]) -> str:
+    best: dict[str, float] = {}
+    for obj in objects:
+        best[obj["label"]] = max(best.get(obj["label"], 0.0), obj["score"])
+    if not best:
+        return ""
+    return "  objects: " + ", ".join(f"{k} ({v:.2f})" for k, v in sorted(best.items()))
+
+
+def print_answer(answer: dict[str, Any], *, as_json: bool) -> int:
+    if as_json:
+        result = answer.get("outputs") if answer.get("status") == "ok" else answer
+        print(json.dumps(result, indent=2))
+    else:
+        print(render(answer))
+    return 0 if answer.get("status") == "ok" else 1
