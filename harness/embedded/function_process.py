@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -29,6 +30,16 @@ class FunctionStartError(RuntimeError):
     pass
 
 
+#: `sh -c PRELUDE join-cgroups <procs files...> -- <command...>`: write the shell's pid (which
+#: becomes the command's after exec) into each file, refusing to run outside its limits.
+JOIN_CGROUPS = [
+    "/bin/sh",
+    "-c",
+    'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"',
+    "join-cgroups",
+]
+
+
 class FunctionProcess:
     """Start, wait for readiness, stop; the log goes to a file so a failure can show it."""
 
@@ -40,20 +51,27 @@ class FunctionProcess:
         log_path: Path,
         port: int | None = None,
         preexec_cgroup: str | None = None,
+        cgroup_procs: Sequence[str] = (),
+        drop_inherited: Sequence[str] = (),
     ) -> None:
         self.module = module
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        # Variables with these prefixes are not inherited (e.g. a developer's AWS_PROFILE or
+        # session token would silently change which S3 the function talks to).
+        prefixes = tuple(drop_inherited)
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
         self._env = {
-            **os.environ,
+            **inherited,
             **env,
             "PORT": str(self.port),
             "HOST": "127.0.0.1",
             "PYTHONPATH": str(REPO_ROOT),
             "PYTHONUNBUFFERED": "1",
         }
-        self._cgroup_procs = preexec_cgroup
+        #: `cgroup.procs` files the process joins before it execs Python (one per hierarchy).
+        self.cgroup_procs = [*cgroup_procs, *([preexec_cgroup] if preexec_cgroup else [])]
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_monotonic = 0.0
         self.ready_after_s: float | None = None
@@ -61,26 +79,28 @@ class FunctionProcess:
     def start(self) -> FunctionProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        cgroup = self._cgroup_procs
-
-        def enter_cgroup() -> None:
-            # Join the cgroup before exec, so the interpreter's own start-up is limited too.
-            if cgroup:
-                Path(cgroup).write_text(str(os.getpid()))
-
+        command = [sys.executable, "-m", self.module]
+        if self.cgroup_procs:
+            # Join the cgroups before exec, so the interpreter's own start-up is limited and
+            # counted too. A shell prelude rather than preexec_fn: the gateway starts replicas
+            # from a threaded process, where running Python between fork and exec can deadlock.
+            command = [*JOIN_CGROUPS, *self.cgroup_procs, "--", *command]
         self.started_monotonic = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module],
+            command,
             env=self._env,
             cwd=REPO_ROOT,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=enter_cgroup if cgroup else None,
         )
         log.close()
         return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
 
     def wait_ready(self, timeout_s: float = 120.0) -> float:
         """Block until `/_/ready` answers 200; returns seconds since start (the cold start)."""

@@ -1,0 +1,149 @@
+"""Per-replica cgroups against the real kernel (skipped where this host does not permit them)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.embedded.cgroups import CgroupManager, SampledGroup, detect, run_name
+from harness.embedded.function_process import JOIN_CGROUPS
+
+MiB = 1 << 20
+SUPPORT = detect()
+needs_cgroups = pytest.mark.skipif(
+    not SUPPORT.enforced, reason=f"cgroups not usable here: {SUPPORT.reason}"
+)
+
+
+@pytest.fixture
+def manager() -> Iterator[CgroupManager]:
+    mgr = CgroupManager(run_name())
+    yield mgr
+    mgr.cleanup()
+
+
+def _python_in(group_procs: list[str], code: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*JOIN_CGROUPS, *group_procs, "--", sys.executable, "-c", code],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@needs_cgroups
+def test_memory_limit_is_enforced_and_the_oom_kill_counted(manager: CgroupManager) -> None:
+    group = manager.create("hog-1", 64 * MiB)
+    # Touch every page: a lazily zeroed allocation would never reach the limit.
+    proc = _python_in(group.procs_files(), "x = [b'\\x01' * (8 << 20) for _ in range(25)]")
+
+    assert proc.wait(30) == -9
+    time.sleep(0.05)  # the OOM counter may trail the kill
+    stats = group.stats()
+    assert stats.oom_kills == 1
+    assert 0.9 * 64 * MiB <= stats.peak_bytes <= 64 * MiB
+    assert stats.cpu_s > 0
+    group.remove()
+    assert all(not Path(p).exists() for p in group.procs_files())
+
+
+@needs_cgroups
+def test_usage_within_the_limit_is_measured(manager: CgroupManager) -> None:
+    group = manager.create("fit-1", 256 * MiB, cpu_limit=0.5)
+    proc = _python_in(group.procs_files(), "x = b'\\x01' * (96 << 20)")
+
+    assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
+    stats = group.stats()
+    assert stats.oom_kills == 0
+    assert 96 * MiB <= stats.peak_bytes < 256 * MiB
+    assert stats.cpu_s > 0.01
+
+
+@needs_cgroups
+def test_remove_kills_what_is_left_inside(manager: CgroupManager) -> None:
+    group = manager.create("stuck-1", 128 * MiB)
+    proc = _python_in(group.procs_files(), "import time; time.sleep(60)")
+    deadline = time.monotonic() + 5
+    while not Path(group.procs_files()[0]).read_text().strip():
+        assert time.monotonic() < deadline, "the process never joined its group"
+        time.sleep(0.01)
+
+    group.remove()
+
+    assert proc.wait(5) == -9
+    assert all(not Path(p).exists() for p in group.procs_files())
+
+
+def test_without_permission_it_degrades_with_a_reason(tmp_path: Path) -> None:
+    # A memory hierarchy "mounted" on a read-only file system: group creation must fail.
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("35 31 0:32 / /proc/sys rw,relatime - cgroup cgroup rw,memory\n")
+    proc_cgroup = tmp_path / "cgroup"
+    proc_cgroup.write_text("4:memory:/\n")
+
+    support = detect(mountinfo, proc_cgroup)
+
+    assert not support.enforced
+    assert "cannot create /proc/sys/vsearch" in support.reason
+    mgr = CgroupManager(run_name(), support=support)
+    group = mgr.create("echo-1", 64 * MiB)
+    assert isinstance(group, SampledGroup) and not group.enforced
+
+
+def test_sampled_group_measures_a_process_tree() -> None:
+    group = CgroupManager(run_name(), enforce=False).create("echo-1", 64 * MiB)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "x = b'\\x01' * (48 << 20); import time; time.sleep(30)"]
+    )
+    try:
+        group.watch(proc.pid)
+        deadline = time.monotonic() + 10
+        while group.stats().memory_bytes < 48 * MiB:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert group.stats().peak_bytes >= 48 * MiB
+        assert group.memory_limit_bytes is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_no_memory_hierarchy_is_reported(tmp_path: Path) -> None:
+    empty = tmp_path / "mountinfo"
+    empty.write_text("")
+    support = detect(empty, tmp_path / "missing")
+    assert not support.enforced
+    assert "no cgroup hierarchy with a memory controller" in support.reason
+
+
+def test_v2_files_are_written_and_read(tmp_path: Path) -> None:
+    """cgroup v2 wiring on a simulated hierarchy (this host's v2 has no memory controller)."""
+    root = tmp_path / "unified"
+    own = root / "job"
+    own.mkdir(parents=True)
+    (own / "cgroup.controllers").write_text("cpu io memory pids\n")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"41 31 0:38 / {root} rw,relatime - cgroup2 cgroup2 rw\n")
+    proc_cgroup = tmp_path / "cgroup"
+    proc_cgroup.write_text("0::/job\n")
+
+    support = detect(mountinfo, proc_cgroup)
+
+    assert support.version == 2, support.reason
+    assert support.bases == {"unified": own / "vsearch"}
+    assert "+memory" in (own / "cgroup.subtree_control").read_text()
+    group = CgroupManager(run_name(), support=support).create("echo-1", 64 * MiB, 0.5)
+    path = Path(group.procs_files()[0]).parent
+    assert (path / "memory.max").read_text() == str(64 * MiB)
+    assert (path / "cpu.max").read_text() == "50000 100000"
+    (path / "memory.current").write_text("1000\n")
+    (path / "memory.peak").write_text("5000\n")
+    (path / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    (path / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\n")
+    stats = group.stats()
+    assert (stats.memory_bytes, stats.peak_bytes, stats.oom_kills) == (1000, 5000, 1)
+    assert stats.cpu_s == 2.5
