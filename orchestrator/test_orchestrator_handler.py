@@ -127,15 +127,15 @@ def test_exec_timeout_stops_the_request_and_records_it(
 ) -> None:
     stages = fake(duration_s=22.0, speech=SPEECH, delays={"segment-speech": 20.0})
     gw = gateway(stages.handlers())
-    url = orchestrators(gw.url, exec_timeout="3s").url
+    url = orchestrators(gw.url, exec_timeout="6s").url
     t0 = time.monotonic()
     r = post(
         url, {"request_id": "t-slow", "input": {"video": put_upload()}, "config": {"query": "x"}}
     )
     assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
-    assert time.monotonic() - t0 < 8
+    assert time.monotonic() - t0 < 14
     # The budget the stage was given fits inside the orchestrator's own exec_timeout.
-    assert float(gw.calls_to("segment-speech")[0].headers["x-timeout-seconds"]) < 3
+    assert float(gw.calls_to("segment-speech")[0].headers["x-timeout-seconds"]) < 6
     deadline = time.monotonic() + 10
     while True:
         status = httpx.get(f"{url}/requests/t-slow", timeout=10).json()

@@ -37,7 +37,7 @@ def test_clips_run_concurrently_and_the_result_has_the_content(
     s3_server: Any,
     rid: str,
 ) -> None:
-    stages = speech_video(fake, delays={"transcribe": 1.0})
+    stages = speech_video(fake, delays={"transcribe": 2.0})
     gw = gateway(stages.handlers())
     data = b"pretend this is an mp4 " * 5000
     video = put_upload(data, name="My-Video_1.MP4")
@@ -45,10 +45,11 @@ def test_clips_run_concurrently_and_the_result_has_the_content(
     out: Output = run_request(store, gw.url, rid, video, {"query": "flour", "clip_concurrency": 4})
     elapsed = time.monotonic() - t0
 
-    # 4 clips x 1 s of transcription, 4 at a time: about 1 s, far from the 4 s of a loop.
-    assert elapsed < 2.5, elapsed
+    # 4 clips x 2 s of transcription, 4 at a time: about 2 s, far from the 8 s of a loop
+    # (the margin is for busy CI machines, not for a sequential loop to slip through).
+    assert elapsed < 5.0, elapsed
     assert gw.max_overlap("transcribe") == 4
-    assert out.metrics.request.critical_path_s == pytest.approx(1.0, abs=0.2)
+    assert out.metrics.request.critical_path_s == pytest.approx(2.0, abs=0.4)
     assert out.metrics.request.end_to_end_s >= out.metrics.request.critical_path_s
 
     assert out.mode == "speech"
