@@ -55,6 +55,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_state_dir(demo)
 
+    bench = sub.add_parser(
+        "bench",
+        help="run deployment regimes (warm-steady, cold-burst, ...) and report the figures",
+        description="Run each REGIME of harness/regimes.yaml on a freshly deployed platform: "
+        "prepare and verify its replicas, offer its open-loop load, check every answer, judge "
+        "the thresholds. Writes results.json, requests.csv, invocations.csv and PNG plots to "
+        "--out. Exit 0: every threshold met; 1: one missed; 2: usage; 3: platform problem.",
+    )
+    bench.add_argument("regimes", nargs="+", metavar="REGIME", help="regime names, in order")
+    bench.add_argument("--backend", choices=["embedded", "kind"], default="embedded")
+    bench.add_argument("--size", choices=["small", "medium", "large"], default="small")
+    bench.add_argument("--video", type=Path, help="input video (default: the generated demo)")
+    bench.add_argument("--query", help="the words to search for (required with --video)")
+    bench.add_argument("--out", type=Path, help="report directory (default: .vsearch/bench/...)")
+    bench.add_argument("--json", action="store_true", help="print results.json to stdout")
+    bench.add_argument("--no-limits", action="store_true", help="embedded: no cgroup limits")
+    bench.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="embedded: the benchmark platform's state and logs (default: .vsearch/bench-platform)",
+    )
+
+    report = sub.add_parser(
+        "report",
+        help="show one benchmark run, or compare several side by side",
+        description="One DIR: its full summary. Several: one row per run and regime.",
+    )
+    report.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="bench --out dirs")
+    report.add_argument("--json", action="store_true", help="machine-readable comparison")
+
     test = sub.add_parser("test", help="lint and run every test (what CI runs)")
     test.add_argument("--all", action="store_true", help="include tests marked slow")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
@@ -99,6 +130,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         except UsageError as exc:
             print(f"vsearch demo: {exc}", file=sys.stderr)
+            return 2
+    if args.command in ("bench", "report"):
+        from harness.commands import bench as bench_command
+
+        try:
+            if args.command == "report":
+                return bench_command.run_report(args.dirs, as_json=args.json)
+            return bench_command.run_bench(
+                args.regimes, backend_name=args.backend, size=args.size, video=args.video,
+                query=args.query, out=args.out, as_json=args.json, state_dir=args.state_dir,
+                no_limits=args.no_limits,
+            )  # fmt: skip
+        except bench_command.UsageError as exc:
+            print(f"vsearch {args.command}: {exc}", file=sys.stderr)
             return 2
     if args.command == "test":
         from harness.commands.test import run_tests

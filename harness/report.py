@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.records import RequestRecord
 from harness.regimes import Violation
-from harness.stats import RegimeSummary
+from harness.stats import RegimeSummary, ResourceUse
 from harness.workload import LoadSummary
 
 SCHEMA = "vsearch-bench/1"
@@ -40,6 +40,7 @@ class RegimeResult(BaseModel):
     violations: list[Violation] = Field(default_factory=list)
     records: list[RequestRecord] = Field(default_factory=list)
     preparation: dict[str, Any] | None = Field(None, description="what was prepared, verified")
+    resources: ResourceUse | None = Field(None, description="CPU used and the limit it implies")
 
     @property
     def passed(self) -> bool:
@@ -274,7 +275,9 @@ def _function_names(regimes: Sequence[RegimeResult]) -> list[str]:
 
 
 def plot_function_breakdown(regimes: Sequence[RegimeResult]) -> Any:
-    """Per regime, mean execution seconds per measured request spent in each function."""
+    """Per regime, per measured request: seconds spent in each function, then waiting for
+    replica starts and in the gateway's queue (sums over invocations; fan-out steps run in
+    parallel, so the stack can exceed the end-to-end latency)."""
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(regimes) + 3), 4.5))
     names = [n for n in _function_names(regimes) if n != "orchestrator"]
     labels = [r.name for r in regimes]
@@ -291,13 +294,34 @@ def plot_function_breakdown(regimes: Sequence[RegimeResult]) -> Any:
             ax.bar(labels, heights, bottom=bottoms, label=fn, color=cmap(k % 10))
             bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
             drawn = True
+    # Waiting at the gateway, on top: the gateway's queue time includes a cold start's wait,
+    # so the two are split to show what replica starts cost apart from busy replicas.
+    cold_heights, queue_heights = [], []
+    for regime in regimes:
+        n = max(1, sum(1 for r in _measured(regime) if r.invocations))
+        fss = [f for name, f in regime.summary.functions.items() if name != "orchestrator"]
+        cold = sum(f.cold_start_wait_s.total or 0.0 for f in fss)
+        queued = sum(f.queue_s.total or 0.0 for f in fss)
+        cold_heights.append(cold / n)
+        queue_heights.append(max(0.0, queued - cold) / n)
+    for heights, label, hatch in (
+        (cold_heights, "waiting for replica starts", "xx"),
+        (queue_heights, "queued behind busy replicas", ".."),
+    ):
+        if any(h > 0.01 for h in heights):
+            ax.bar(
+                labels, heights, bottom=bottoms, label=label, color="white",
+                edgecolor="gray", hatch=hatch,
+            )  # fmt: skip
+            bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+            drawn = True
     for i, regime in enumerate(regimes):
         lat = regime.summary.latency_ok_s.mean
         if lat is not None:
             ax.plot([i - 0.4, i + 0.4], [lat, lat], color="black", lw=1.5)
     if not drawn:
         _empty(ax)
-    ax.set_ylabel("function seconds per request (sum over invocations)")
+    ax.set_ylabel("seconds per request (sum over invocations)")
     ax.set_title("Where the time goes (black line: mean end-to-end latency)")
     if drawn:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -328,7 +352,8 @@ def plot_memory(regimes: Sequence[RegimeResult]) -> Any:
     ax.plot([], [], color="red", lw=2, label="memory limit")
     ax.set_xticks(list(xs), names, rotation=30, ha="right")
     ax.set_ylabel("MiB")
-    ax.set_title("Peak memory per function vs its limit")
+    scope = " (max over regimes)" if len(regimes) > 1 else ""
+    ax.set_title(f"Peak memory per function vs its limit{scope}")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return fig
@@ -514,11 +539,19 @@ def render_summary(regimes: Sequence[RegimeResult]) -> str:
             ld = reg.load
             parts.append(
                 f"{reg.name}: issued {ld.issued}/{ld.scheduled}, target rate "
-                f"{_fmt_rate(ld.target_rate)}, achieved {_fmt_rate(ld.achieved_rate)}, "
+                f"{_fmt_rate(ld.target_rate)}, achieved "
+                f"{_fmt_rate(ld.achieved_rate if ld.target_rate is not None else None)}, "
                 f"max send lag {_s(ld.max_send_lag_s)}, client retries {ld.client_retries}"
             )
     parts.append("")
     parts.append(render_functions(regimes))
+    if any(reg.resources is not None or reg.preparation for reg in regimes):
+        parts.append("")
+        parts.append(render_capacity(regimes))
+    cold = render_cold_starts(regimes)
+    if cold:
+        parts.append("")
+        parts += cold
     problems = [v.message for reg in regimes for v in reg.violations]
     if problems:
         parts.append("")
@@ -576,6 +609,119 @@ def render_functions(regimes: Sequence[RegimeResult]) -> str:
     return format_table(head, rows, align="llrrrrrrrrrrrrr")
 
 
+def _span(counts: Mapping[str, Any] | None) -> str:
+    """Replica counts over functions, compactly: "1" when all equal, else "min-max"."""
+    values = [int(v) for v in (counts or {}).values() if v is not None]
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def render_capacity(regimes: Sequence[RegimeResult]) -> str:
+    """Per regime: what preparation saw, and CPU use against the throughput it allows."""
+    head = (
+        "regime",
+        "deploy",
+        "ready before",
+        "after",
+        "window",
+        "ok/s",
+        "stage CPU/req",
+        "replica CPU/req",
+        "CPU-bound ok/s",
+        "CPU util",
+        "other CPU",
+        "load avg",
+    )
+    rows = []
+    for reg in regimes:
+        prep = reg.preparation or {}
+        res = reg.resources
+        load = res.load_average_before[:1] + res.load_average_after[:1] if res else []
+        rows.append(
+            (
+                reg.name,
+                _s(prep.get("deploy_s")),
+                _span(prep.get("ready_replicas_seen")),
+                _span(prep.get("ready_replicas_after")),
+                _s(res.window_s) if res else "-",
+                "-"
+                if res is None or res.throughput_ok_per_s is None
+                else f"{res.throughput_ok_per_s:.3f}",
+                _s(res.stage_cpu_s_per_ok_request.mean) if res else "-",
+                _s(res.replica_cpu_s_per_ok_request) if res else "-",
+                "-"
+                if res is None or res.cpu_bound_limit_per_s is None
+                else f"{res.cpu_bound_limit_per_s:.3f}",
+                _rate(res.utilisation) if res else "-",
+                _s(res.other_cpu_s) if res else "-",
+                "->".join(f"{x:.1f}" for x in load) or "-",
+            )
+        )
+    note = (
+        "CPU-bound ok/s = cores / replica CPU-seconds per successful request; other CPU = host "
+        "busy time not spent by the replicas or the harness (S3 server, anything else running)"
+    )
+    return format_table(head, rows, align="lrrrrrrrrrrr") + "\n" + note
+
+
+def cold_counterpart(name: str, names: Iterable[str]) -> str | None:
+    """The warm regime a cold one is measured against: cold-X -> warm-X."""
+    if not name.startswith("cold-"):
+        return None
+    warm = "warm-" + name.removeprefix("cold-")
+    return warm if warm in set(names) else None
+
+
+def cold_start_penalty(cold: RegimeResult, warm: RegimeResult) -> float | None:
+    """Median latency of the cold regime over that of its warm counterpart (same load)."""
+    a, b = cold.summary.latency_ok_s.p50, warm.summary.latency_ok_s.p50
+    return None if a is None or b is None else a - b
+
+
+def cold_wait_per_request(regime: RegimeResult) -> float | None:
+    """Mean over measured requests of the summed replica-start waits of their invocations:
+    an upper bound of what cold starts added (waits of parallel steps overlap)."""
+    per = [
+        sum(s.cold_start_wait_s or 0.0 for s in r.invocations if not s.reused)
+        for r in _measured(regime)
+        if r.invocations
+    ]
+    return sum(per) / len(per) if per else None
+
+
+def render_cold_starts(regimes: Sequence[RegimeResult]) -> list[str]:
+    by_name = {r.name: r for r in regimes}
+    lines = []
+    for reg in regimes:
+        fns = reg.summary.functions
+        total = sum(f.cold_starts for f in fns.values())
+        if not total:
+            continue
+        waits = [
+            f"{name} {f.cold_start_wait_s.p50:.1f}/{f.cold_start_wait_s.max:.1f}s"
+            for name in _function_names([reg])
+            if (f := fns[name]).cold_start_wait_s.n
+            and f.cold_start_wait_s.p50 is not None
+            and f.cold_start_wait_s.max is not None
+        ]
+        calls = "call" if total == 1 else "calls"
+        line = f"{reg.name}: {total} {calls} waited for a replica start"
+        overhead = reg.summary.overhead_s.p50
+        if overhead is not None:
+            line += f", overhead (end-to-end - critical path) p50 {overhead:.1f}s"
+        warm = cold_counterpart(reg.name, by_name)
+        if warm is not None:
+            penalty = cold_start_penalty(reg, by_name[warm])
+            if penalty is not None:
+                line += f"; p50 latency {penalty:+.2f}s vs {warm}"
+        lines.append(line)
+        if waits:
+            lines.append("  waits p50/max: " + ", ".join(waits))
+    return lines
+
+
 # --------------------------------------------------------------------------------------------
 # Comparison
 # --------------------------------------------------------------------------------------------
@@ -589,7 +735,8 @@ def load_results(path: Path | str) -> RunResults:
 
 
 def compare(dirs: Sequence[Path | str]) -> str:
-    """Runs side by side: one row per (run, regime) with success, latency and cost."""
+    """Runs side by side: one row per (run, regime), grouped by regime; then the cold-start
+    penalty of each cold regime against its warm counterpart (same run first, else any)."""
     head = (
         "run",
         "regime",
@@ -597,18 +744,27 @@ def compare(dirs: Sequence[Path | str]) -> str:
         "success",
         "p50",
         "p95",
+        "ok/s",
+        "CPU-bound",
         "GB-s/req meas",
         "GB-s/req conf",
         "+idle",
+        "cold",
+        "max peak/limit",
         "OOM",
+        "other CPU",
         "verdict",
     )
     rows = []
+    runs: list[tuple[str, RegimeResult]] = []
     for d in dirs:
         run = load_results(d)
         label = Path(d).name or str(d)
         for reg in run.regimes:
+            runs.append((label, reg))
             s = reg.summary
+            res = reg.resources
+            ratios = [f.peak_over_limit for f in s.functions.values() if f.peak_over_limit]
             rows.append(
                 (
                     label,
@@ -617,12 +773,35 @@ def compare(dirs: Sequence[Path | str]) -> str:
                     _rate(s.success_rate),
                     _s(s.latency_ok_s.p50),
                     _s(s.latency_ok_s.p95),
+                    _per_s(res.throughput_ok_per_s if res else None),
+                    _per_s(res.cpu_bound_limit_per_s if res else None),
                     _gbs(s.cost.per_ok_request_measured_gb_s),
                     _gbs(s.cost.per_ok_request_configured_gb_s),
                     _gbs(s.cost.per_ok_request_with_idle_gb_s),
+                    sum(f.cold_starts for f in s.functions.values()),
+                    _rate(max(ratios)) if ratios else "-",
                     s.oom_kills,
+                    _s(res.other_cpu_s) if res else "-",
                     "pass" if not reg.violations else f"FAIL ({len(reg.violations)})",
                 )
             )
     rows.sort(key=lambda r: (r[1], r[0]))
-    return format_table(head, rows, align="llrrrrrrrrl")
+    out = [format_table(head, rows, align="llrrrrrrrrrrrrrl")]
+    for label, reg in runs:
+        if not reg.name.startswith("cold-"):
+            continue
+        want = "warm-" + reg.name.removeprefix("cold-")
+        same = [(lb, r) for lb, r in runs if r.name == want and lb == label]
+        other = [(lb, r) for lb, r in runs if r.name == want and lb != label]
+        for warm_label, warm in (same or other)[:1]:
+            penalty = cold_start_penalty(reg, warm)
+            if penalty is not None:
+                out.append(
+                    f"cold-start penalty {label}/{reg.name} vs {warm_label}/{want}: "
+                    f"p50 latency {penalty:+.2f}s"
+                )
+    return "\n".join(out)
+
+
+def _per_s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}/s"

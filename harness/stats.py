@@ -427,3 +427,108 @@ def summarize(
         client_retries=sum(r.client_retries for r in main),
         pipeline_retries=sum(f.retries for f in functions.values()),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Resource use and capacity
+# --------------------------------------------------------------------------------------------
+
+
+class ResourceUse(BaseModel):
+    """CPU spent during one regime's load and the throughput it bounds.
+
+    Three sources, each labelled: the platform's per-replica CPU (cgroup accounting, start-up
+    and idle included), the functions' own per-invocation CPU (process + children), and the
+    host's busy time, so CPU taken by anything else on the machine shows up instead of
+    silently slowing the run.
+    """
+
+    cores: int = Field(description="CPUs the platform may use")
+    window_s: float = Field(description="load window: run start to last answer")
+    host_busy_cpu_s: float | None = Field(None, description="whole host, non-idle CPU seconds")
+    harness_cpu_s: float | None = Field(
+        None, description="the harness process (load generator; the embedded gateway thread)"
+    )
+    replica_cpu_s: float | None = Field(None, description="every function replica (cgroups)")
+    replica_cpu_s_by_function: dict[str, float] = Field(default_factory=dict)
+    other_cpu_s: float | None = Field(
+        None, description="host busy - replicas - harness: the S3 server and other work"
+    )
+    stage_cpu_s_per_ok_request: Distribution = Field(
+        description="per successful measured request: its stage invocations' own CPU "
+        "(process + children)"
+    )
+    replica_cpu_s_per_ok_request: float | None = Field(
+        None, description="replica CPU / successful requests in the window (warm-up included)"
+    )
+    #: cores / CPU-seconds per request: the rate at which the CPUs would be saturated.
+    cpu_bound_limit_per_s: float | None = Field(None, description="from replica CPU per request")
+    cpu_bound_limit_stages_per_s: float | None = Field(None, description="from stage CPU only")
+    throughput_ok_per_s: float | None = Field(
+        None, description="measured: successful requests (warm-up included) / load window"
+    )
+    utilisation: float | None = Field(None, description="(replicas + harness) / (cores x window)")
+    host_utilisation: float | None = Field(None, description="host busy / (cores x window)")
+    load_average_before: list[float] = Field(default_factory=list)
+    load_average_after: list[float] = Field(default_factory=list)
+
+
+def stage_cpu_per_request(
+    records: Sequence[RequestRecord], *, exclude: frozenset[str] = frozenset({"orchestrator"})
+) -> Distribution:
+    """Per successful measured request, the summed CPU of its fresh stage invocations.
+
+    The orchestrator's own figure is left out: it is its process's CPU over the request, which
+    includes every other request it served meanwhile.
+    """
+    per: list[float] = []
+    for r in records:
+        if r.phase == "warmup" or not r.ok:
+            continue
+        cpu = [s.cpu_s for s in r.invocations if not s.reused and s.function not in exclude]
+        if cpu and all(c is not None for c in cpu):
+            per.append(math.fsum(c for c in cpu if c is not None))
+    return Distribution.of(per)
+
+
+def resource_use(
+    records: Sequence[RequestRecord],
+    *,
+    cores: int,
+    window_s: float,
+    ok: int,
+    host_busy_cpu_s: float | None = None,
+    harness_cpu_s: float | None = None,
+    replica_cpu_s_by_function: Mapping[str, float] | None = None,
+    load_average_before: Sequence[float] = (),
+    load_average_after: Sequence[float] = (),
+) -> ResourceUse:
+    stages = stage_cpu_per_request(records)
+    by_fn = {k: round(v, 3) for k, v in sorted((replica_cpu_s_by_function or {}).items())}
+    replica = math.fsum(by_fn.values()) if replica_cpu_s_by_function is not None else None
+    per_ok = replica / ok if replica is not None and ok else None
+    other = None
+    if host_busy_cpu_s is not None and replica is not None and harness_cpu_s is not None:
+        other = max(0.0, host_busy_cpu_s - replica - harness_cpu_s)
+    capacity = cores * window_s if window_s > 0 else None
+    used = (replica or 0.0) + (harness_cpu_s or 0.0)
+    return ResourceUse(
+        cores=cores,
+        window_s=window_s,
+        host_busy_cpu_s=host_busy_cpu_s,
+        harness_cpu_s=harness_cpu_s,
+        replica_cpu_s=replica,
+        replica_cpu_s_by_function=by_fn,
+        other_cpu_s=other,
+        stage_cpu_s_per_ok_request=stages,
+        replica_cpu_s_per_ok_request=per_ok,
+        cpu_bound_limit_per_s=cores / per_ok if per_ok else None,
+        cpu_bound_limit_stages_per_s=cores / stages.mean if stages.mean else None,
+        throughput_ok_per_s=ok / window_s if window_s > 0 else None,
+        utilisation=used / capacity if capacity and replica is not None else None,
+        host_utilisation=host_busy_cpu_s / capacity
+        if capacity and host_busy_cpu_s is not None
+        else None,
+        load_average_before=[round(x, 2) for x in load_average_before],
+        load_average_after=[round(x, 2) for x in load_average_after],
+    )

@@ -22,18 +22,27 @@ from harness.regimes import (
 from harness.stats import summarize
 from harness.synthetic import FUNCTIONS, MIB, synthetic_records
 
-# Conservative figures for the budget check: ~25 s per request end to end when alone, two
-# cores shared by concurrent requests (15 CPU-s each), plus preparation per regime.
+# Figures for the budget check, measured on a busy 2-core host (harness/test_regimes_embedded.py):
+# ~25 s per request when alone, 15 CPU-s each when requests share the cores, a fresh deploy per
+# regime (warm: every model loads, 30-55 s; cold: S3 and gateway only), and for a cold regime
+# ~90 s of replica starts (segment-speech alone takes 30-40 s to import) before anything runs.
 REQUEST_S = 25.0
 CPU_S = 15.0
 CORES = 2
-PREPARE_S = 20.0
+DEPLOY_WARM_S = 45.0
+DEPLOY_COLD_S = 5.0
+COLD_STARTS_S = 90.0
+#: What `./vsearch test` runs by default; the rest are marked slow (see the embedded test).
+DEFAULT_REGIMES = ("warm-steady", "cold-burst")
+CI_BUDGET_S = 600.0
 
 
 def _estimate_s(regime: Regime) -> float:
     schedule = regime.schedule()
     n = len(schedule)
-    return PREPARE_S + max(schedule[-1] + REQUEST_S, n * CPU_S / CORES + REQUEST_S / 2)
+    cold = regime.preparation.verify == "zero"
+    prepare = DEPLOY_COLD_S + COLD_STARTS_S if cold else DEPLOY_WARM_S
+    return prepare + max(schedule[-1] + REQUEST_S, n * CPU_S / CORES + REQUEST_S / 2)
 
 
 def test_default_regimes_load() -> None:
@@ -52,12 +61,14 @@ def test_default_regimes_load() -> None:
 
 def test_small_sizes_fit_the_time_budget() -> None:
     small = load_regimes().resolve("small")
-    assert len(small[0].schedule()) == 5  # warm-steady: 5 at 0.1/s (1 warm-up)
+    assert len(small[0].schedule()) == 4  # warm-steady: 4 at 0.03/s (1 warm-up)
     assert len(small[1].schedule()) == 3  # cold-burst: 3 at once
     over = small[4].schedule()
     assert len(over) == 8 and over[-1] <= 4.0  # overload: 8 in 4 s
-    total = sum(_estimate_s(r) for r in small)
-    assert total < 600, f"small regimes need ~{total:.0f}s"
+    default = sum(_estimate_s(r) for r in small if r.name in DEFAULT_REGIMES)
+    assert default < CI_BUDGET_S, f"the default regimes need ~{default:.0f}s"
+    # The full set does not fit (measured: 12.5 min), which is why the rest are marked slow.
+    assert sum(_estimate_s(r) for r in small) > default
 
 
 def test_sizes_scale_counts() -> None:

@@ -1,0 +1,363 @@
+"""`./vsearch bench REGIME...` and `./vsearch report DIR...`.
+
+bench: each regime on a fresh platform (deploy, scale and verify, open-loop load), a live
+progress line while it runs, the summary table at the end and the report files in --out
+(results.json, requests.csv, invocations.csv, PNG plots). report: runs side by side.
+
+Exit codes: 0 every threshold met, 1 a threshold missed, 2 usage, 3 the platform could not be
+deployed or prepared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.media.generate import VideoTruth, demo_video, truth_path_for
+from harness.regimes import SIZES, Regime, Size, load_regimes
+from harness.report import (
+    RegimeResult,
+    compare,
+    load_results,
+    render_summary,
+    write_report,
+)
+from harness.workload import Progress
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = ROOT / ".vsearch" / "bench"
+DEMO_QUERY = "flour"
+
+
+class UsageError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# Live display
+# --------------------------------------------------------------------------------------------
+
+
+class LiveDisplay:
+    """One status line per regime on stderr: the phase and, during the load, completed /
+    failed / in flight / current rate. Redrawn in place every second on a terminal (a thread
+    keeps the clock moving through a silent deploy); elsewhere a line every ``log_every_s``."""
+
+    def __init__(self, stream: TextIO | None = None, *, log_every_s: float = 15.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.log_every_s = log_every_s
+        self._lock = threading.Lock()
+        self._regime = ""
+        self._phase = ""
+        self._detail = ""
+        self._phase_began = time.monotonic()
+        self._progress: Progress | None = None
+        self._last_log = 0.0
+        self._last_key: tuple[int, int, int] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> LiveDisplay:
+        if self.tty:
+            self._thread = threading.Thread(target=self._tick, daemon=True, name="display")
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+        self._end_line()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            with self._lock:
+                self._draw()
+
+    def phase(self, regime: Regime) -> Any:
+        def on_phase(phase: str, detail: str = "") -> None:
+            with self._lock:
+                self._end_line()
+                self._regime, self._phase, self._detail = regime.name, phase, detail
+                self._phase_began = time.monotonic()
+                self._progress = None
+                if self.tty:
+                    self._draw()
+                else:
+                    self._write(self._line() + "\n")
+
+        return on_phase
+
+    def progress(self, regime: Regime) -> Any:
+        def on_progress(p: Progress) -> None:
+            with self._lock:
+                self._progress = p
+                if self.tty:
+                    self._draw()
+                    return
+                key = (p.completed, p.failed, p.issued)
+                now = time.monotonic()
+                if key != self._last_key or now - self._last_log >= self.log_every_s:
+                    self._last_key, self._last_log = key, now
+                    self._write(self._line() + "\n")
+
+        return on_progress
+
+    def result(self, result: RegimeResult) -> None:
+        with self._lock:
+            self._end_line()
+            s = result.summary
+            verdict = "pass" if result.passed else f"FAIL ({len(result.violations)} violations)"
+            lat = s.latency_ok_s
+            p50 = "-" if lat.p50 is None else f"{lat.p50:.1f}s"
+            p95 = "-" if lat.p95 is None else f"{lat.p95:.1f}s"
+            self._write(
+                f"[{result.name}] done: {s.outcomes.ok}/{s.outcomes.total} ok, p50 {p50}, "
+                f"p95 {p95} — {verdict}\n"
+            )
+            for v in result.violations:
+                self._write(f"    {v.message}\n")
+            self._phase = ""
+
+    def fail(self, message: str) -> None:
+        with self._lock:
+            self._end_line()
+            self._phase = ""
+            self._write(f"vsearch bench: {message}\n")
+
+    def _line(self) -> str:
+        elapsed = time.monotonic() - self._phase_began
+        head = f"[{self._regime}] {self._phase} {elapsed:5.0f}s"
+        p = self._progress
+        if p is None:
+            return f"{head}  {self._detail}" if self._detail else head
+        return (
+            f"{head}  sent {p.issued}/{p.scheduled}  completed {p.completed}  "
+            f"failed {p.failed}  in flight {p.in_flight}  "
+            f"rate {p.completion_rate:.2f}/s" + (f"  not sent {p.not_sent}" if p.not_sent else "")
+        )
+
+    def _draw(self) -> None:
+        if self._phase:
+            self._write("\r\x1b[2K" + self._line()[:160])
+
+    def _end_line(self) -> None:
+        if self.tty and self._phase:
+            self._write("\n")
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed terminal must not end the benchmark
+
+
+# --------------------------------------------------------------------------------------------
+# bench
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_regimes(names: Sequence[str], size: Size) -> list[Regime]:
+    regimes = load_regimes()
+    unknown = [n for n in names if n not in regimes.names]
+    if unknown:
+        raise UsageError(
+            f"unknown regime(s) {', '.join(unknown)}; known: {', '.join(regimes.names)}"
+        )
+    if size not in SIZES:
+        raise UsageError(f"--size must be one of {', '.join(SIZES)}")
+    return regimes.resolve(size, list(dict.fromkeys(names)))
+
+
+def media_for(video: Path | None, query: str | None, media_dir: Path) -> tuple[Any, bool, str]:
+    """(Media, content verified?, note) for the run; the demo video unless --video."""
+    from harness.commands.search import UsageError as SearchUsage
+    from harness.commands.search import check_video
+    from harness.runner import Media
+
+    if video is None:
+        truth = demo_video(media_dir)
+        return (
+            Media(path=Path(truth.path), query=query or DEMO_QUERY, truth=truth, id="demo"),
+            True,
+            f"demo video {truth.path} (known speech and objects), query {query or DEMO_QUERY!r}",
+        )
+    try:
+        check_video(video)
+    except SearchUsage as exc:
+        raise UsageError(str(exc)) from None
+    if not query:
+        raise UsageError("--video needs --query WORDS")
+    truth_file = truth_path_for(video)
+    if truth_file.exists():
+        truth = VideoTruth.load(truth_file)
+        note = f"{video} with its truth {truth_file.name}: content checked"
+        return Media(path=video, query=query, truth=truth, id=video.stem), True, note
+    note = (
+        f"{video} has no {truth_file.name}: success means a well-formed answer, the content is "
+        "NOT verified"
+    )
+    return Media(path=video, query=query, truth=None, id=video.stem), False, note
+
+
+def run_bench(
+    names: Sequence[str],
+    *,
+    backend_name: str = "embedded",
+    size: Size = "small",
+    video: Path | None = None,
+    query: str | None = None,
+    out: Path | None = None,
+    as_json: bool = False,
+    state_dir: Path | None = None,
+    no_limits: bool = False,
+    media_dir: Path = ROOT / ".vsearch" / "media",
+) -> int:
+    from harness.backends.factory import BackendUnavailable, create_backend
+    from harness.runner import PreparationError, RegimeRun
+
+    regimes = resolve_regimes(names, size)
+    try:
+        backend = create_backend(backend_name, state_dir=state_dir, enforce_limits=not no_limits)
+    except BackendUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    media, verified, note = media_for(video, query, media_dir)
+    out = out or DEFAULT_OUT / f"{time.strftime('%Y%m%d-%H%M%S')}-{'+'.join(names)}"
+    err = sys.stderr
+    print(
+        f"vsearch bench: {', '.join(r.name for r in regimes)} ({size}) on {backend_name}", file=err
+    )
+    print(f"vsearch bench: {note}", file=err)
+    print(f"vsearch bench: report in {out}", file=err)
+
+    results: list[RegimeResult] = []
+    description: dict[str, Any] = {}
+    config = {
+        "backend": backend_name,
+        "size": size,
+        "regimes": [r.model_dump(mode="json") for r in regimes],
+        "query": media.query,
+        "content_verified": verified,
+        "peak_memory_scope": "per regime: the platform is deployed afresh for each regime",
+    }
+    videos = [{"id": media.id, "path": str(media.path), "truth": media.truth}]
+    code = 0
+
+    def save(plots: bool) -> dict[str, Path]:
+        return write_report(
+            out, results, platform=description, config=config, videos=videos, plots=plots
+        )
+
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "platform.log"
+    print(f"vsearch bench: platform log in {log_path}", file=err)
+    # The in-process platform logs JSON lines to stdout; stdout is for the table (or --json).
+    with (
+        log_path.open("a") as log_file,
+        contextlib.redirect_stdout(log_file),
+        LiveDisplay(err) as display,
+    ):
+        for regime in regimes:
+            run = RegimeRun(
+                backend,
+                regime,
+                media,
+                progress=display.progress(regime),
+                on_phase=display.phase(regime),
+                require_truth=verified,
+            )
+            try:
+                result = run.run()
+            except PreparationError as exc:
+                display.fail(str(exc))
+                code = 3
+                break
+            except KeyboardInterrupt:
+                display.fail("interrupted; the report holds the regimes finished before")
+                code = 130
+                break
+            except Exception as exc:  # e.g. a platform that does not come up: say what it was
+                display.fail(f"{regime.name}: {type(exc).__name__}: {exc}")
+                code = 3
+                break
+            description = run.platform_description or description
+            results.append(result)
+            display.result(result)
+            save(plots=False)  # partial results survive a later crash
+    if not results:
+        return code
+    files = save(plots=True)
+    summary = render_summary(results)
+    if as_json:
+        print(summary, file=err)
+        print(files["results"].read_text(), end="")
+    else:
+        print()
+        print(summary)
+        print()
+        print(f"report: {out}")
+        for name, path in {**files, "platform log": log_path}.items():
+            print(f"  {name:<20} {path.name}")
+    if code:
+        return code
+    return 0 if all(r.passed for r in results) else 1
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+
+
+def run_report(dirs: Sequence[Path], *, as_json: bool = False) -> int:
+    for d in dirs:
+        path = d / "results.json" if d.is_dir() else d
+        if not path.exists():
+            raise UsageError(f"no results.json in {d}")
+    if as_json:
+        rows = []
+        for d in dirs:
+            run = load_results(d)
+            for reg in run.regimes:
+                rows.append({"run": str(d), **comparison_row(reg)})
+        print(json.dumps(rows, indent=2))
+        return 0
+    if len(dirs) == 1:
+        run = load_results(dirs[0])
+        platform = run.platform
+        print(
+            f"{dirs[0]}: backend {platform.get('backend', '?')}, limits "
+            f"{'enforced' if platform.get('limits_enforced') else 'NOT enforced'}"
+            f" ({platform.get('limits_reason', '?')}), python {platform.get('python', '?')}, "
+            f"ffmpeg {platform.get('ffmpeg', '?')}, {platform.get('cpus', '?')} CPUs"
+        )
+        print(render_summary(run.regimes))
+        return 0
+    print(compare(dirs))
+    return 0
+
+
+def comparison_row(reg: RegimeResult) -> dict[str, Any]:
+    s = reg.summary
+    res = reg.resources
+    return {
+        "regime": reg.name,
+        "ok": s.outcomes.ok,
+        "total": s.outcomes.total,
+        "success_rate": s.success_rate,
+        "p50_s": s.latency_ok_s.p50,
+        "p95_s": s.latency_ok_s.p95,
+        "gb_s_per_ok_measured": s.cost.per_ok_request_measured_gb_s,
+        "gb_s_per_ok_configured": s.cost.per_ok_request_configured_gb_s,
+        "throughput_ok_per_s": res.throughput_ok_per_s if res else None,
+        "cpu_bound_limit_per_s": res.cpu_bound_limit_per_s if res else None,
+        "oom_kills": s.oom_kills,
+        "violations": [v.message for v in reg.violations],
+    }

@@ -1,0 +1,177 @@
+"""Every deployment regime of regimes.yaml, for real, on the embedded platform.
+
+One parametrised test per regime (ids = regime names: ``pytest harness -k warm-steady``), each
+on a freshly deployed platform so its peak memory is its own. pytest-benchmark times the load
+phase (deploy, scale and verify are ``pedantic``'s setup) and stores the summary figures in
+``extra_info``, so ``pytest harness -k cold-burst --benchmark-enable --benchmark-json=x.json``
+gives JSON that ``pytest-benchmark compare`` reads. A missed threshold fails the test with the
+Violation messages (which function, which figure, which limit).
+
+By default (``./vsearch test``, CI) only warm-steady and cold-burst run: ~5 minutes on 2 cores.
+The other regimes are marked slow (``./vsearch test --all`` or ``-m slow``): the full set takes
+~12 minutes, over the CI budget, mostly because each warm regime's deploy loads every model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from harness.backends.embedded import EmbeddedBackend
+from harness.media.generate import demo_video
+from harness.regimes import Regime, Thresholds, evaluate, load_regimes
+from harness.report import RegimeResult, write_report
+from harness.runner import Media, RegimeRun
+
+DEFAULT_REGIMES = ("warm-steady", "cold-burst")
+REGIMES = load_regimes().resolve("small")
+QUERY = "flour"
+#: Generous: a small regime takes 2-4 minutes; the pytest-wide 600 s would cut a slow CI host.
+REGIME_TIMEOUT_S = 900
+
+
+def _param(regime: Regime) -> Any:
+    marks = [pytest.mark.timeout(REGIME_TIMEOUT_S)]
+    if regime.name not in DEFAULT_REGIMES:
+        marks.append(pytest.mark.slow)
+    return pytest.param(regime, id=regime.name, marks=marks)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
+    truth = demo_video(tmp_path_factory.mktemp("regime-media"))
+    return Media(path=Path(truth.path), query=QUERY, truth=truth, id="demo")
+
+
+@pytest.fixture(scope="module")
+def platform_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("regime-platform")
+
+
+@pytest.fixture(scope="module")
+def runs() -> Iterator[dict[str, RegimeResult]]:
+    """Results of the regimes run so far in this module, for tests that only re-judge them."""
+    yield {}
+
+
+def summary_figures(result: RegimeResult) -> dict[str, Any]:
+    """What goes into pytest-benchmark's extra_info: the figures a CI gate compares."""
+    s = result.summary
+    res = result.resources
+    prep = result.preparation or {}
+    return {
+        "regime": result.name,
+        "ok": s.outcomes.ok,
+        "total": s.outcomes.total,
+        "success_rate": s.success_rate,
+        "admitted_success_rate": s.admitted_success_rate,
+        "latency_p50_s": s.latency_ok_s.p50,
+        "latency_p95_s": s.latency_ok_s.p95,
+        "latency_max_s": s.latency_ok_s.max,
+        "overhead_p50_s": s.overhead_s.p50,
+        "gb_s_per_ok_measured": s.cost.per_ok_request_measured_gb_s,
+        "gb_s_per_ok_configured": s.cost.per_ok_request_configured_gb_s,
+        "idle_gb_s": s.cost.idle_gb_s,
+        "oom_kills": s.oom_kills,
+        "cold_starts": sum(f.cold_starts for f in s.functions.values()),
+        "peak_memory_mib": {
+            name: round(f.peak_memory_bytes / (1 << 20), 1)
+            for name, f in s.functions.items()
+            if f.peak_memory_bytes
+        },
+        "peak_over_limit": {
+            name: round(f.peak_over_limit, 3)
+            for name, f in s.functions.items()
+            if f.peak_over_limit is not None
+        },
+        "deploy_s": prep.get("deploy_s"),
+        "ready_replicas_seen": prep.get("ready_replicas_seen"),
+        "ready_replicas_after": prep.get("ready_replicas_after"),
+        "throughput_ok_per_s": res.throughput_ok_per_s if res else None,
+        "cpu_bound_limit_per_s": res.cpu_bound_limit_per_s if res else None,
+        "stage_cpu_s_per_ok_request": res.stage_cpu_s_per_ok_request.mean if res else None,
+        "other_host_cpu_s": res.other_cpu_s if res else None,
+        "violations": [v.message for v in result.violations],
+    }
+
+
+@pytest.mark.parametrize("regime", [_param(r) for r in REGIMES])
+def test_regime(
+    regime: Regime,
+    benchmark: Any,
+    media: Media,
+    platform_dir: Path,
+    runs: dict[str, RegimeResult],
+    tmp_path: Path,
+) -> None:
+    run = RegimeRun(EmbeddedBackend(platform_dir), regime, media)
+    try:
+        # setup (deploy, scale, verify) is not timed; close() is ours, not pedantic's teardown,
+        # which pytest-benchmark skips under --benchmark-disable.
+        result = benchmark.pedantic(run.load, setup=run.setup, rounds=1, iterations=1)
+    finally:
+        run.close()
+    runs[regime.name] = result
+    benchmark.extra_info.update(summary_figures(result))
+    # $VSEARCH_REGIME_REPORTS keeps the reports (CI artifacts, `./vsearch report DIR...`).
+    keep = os.environ.get("VSEARCH_REGIME_REPORTS")
+    files = write_report(Path(keep) / regime.name if keep else tmp_path, [result])
+    print(f"{regime.name}: report in {files['results'].parent}")
+
+    prep = result.preparation or {}
+    assert prep.get("verified"), f"{regime.name}: the replica state was not verified: {prep}"
+    if result.violations:
+        pytest.fail(
+            f"{regime.name}: {len(result.violations)} threshold(s) missed:\n"
+            + "\n".join(f"  {v.message}" for v in result.violations),
+            pytrace=False,
+        )
+
+
+def test_impossible_thresholds_fail(
+    runs: dict[str, RegimeResult], media: Media, platform_dir: Path
+) -> None:
+    """A gate that cannot be met must fail, naming the function, the figure and the limit.
+
+    Re-judges a regime already run in this module (free); run alone, it runs one warm request.
+    """
+    result = next(iter(runs.values()), None)
+    if result is None:
+        regime = load_regimes().get("warm-steady")
+        one = regime.model_copy(
+            update={"workload": regime.workload.model_copy(update={"count": 1, "warmup": 0})}
+        )
+        result = RegimeRun(EmbeddedBackend(platform_dir), one, media).run()
+    assert result.summary.functions.get("transcribe"), "no transcribe figures to judge"
+
+    # Above 100%: no run can reach it. The validator rightly refuses it in regimes.yaml, so
+    # it is built unvalidated here.
+    with pytest.raises(ValidationError):
+        Thresholds(min_success_rate=1.01)
+    impossible = Thresholds.model_construct(
+        **{
+            **Thresholds().model_dump(),
+            "min_success_rate": 1.01,
+            "max_peak_memory": {"transcribe": "1Mi"},
+        }
+    )
+    violations = evaluate(result.summary, impossible)
+    by_figure = {(v.figure, v.function): v for v in violations}
+
+    memory = by_figure.get(("peak memory", "transcribe"))
+    assert memory is not None, [v.message for v in violations]
+    assert memory.limit == 1 << 20 and memory.value and memory.value > 1 << 20
+    assert "transcribe" in memory.message and "> maximum 1 MiB" in memory.message
+
+    success = by_figure.get(("success rate", None))
+    assert success is not None, [v.message for v in violations]
+    assert success.limit == 1.01
+    assert "< minimum 101.0%" in success.message
+
+    # Only transcribe has a memory rule here: no other function may be named for it.
+    assert {v.function for v in violations if v.figure == "peak memory"} == {"transcribe"}
