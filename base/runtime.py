@@ -2,7 +2,8 @@
 
 It honours the OpenFaaS watchdog contract, so one function image runs behind the OpenFaaS
 gateway and behind our embedded gateway alike:
-- `POST /` invokes; `GET /_/health` and `/_/ready` answer once init (model load) is done;
+- `POST /` invokes; `GET /_/health` answers as soon as the port is open, `/_/ready` once init
+  (model load) is done, and a call that arrives during init waits for it;
 - `exec_timeout` answers 504 and stops the work (child processes killed, handler cancelled);
 - `max_inflight` answers 429 when every slot is busy;
 - every response carries `X-Duration-Seconds`; errors are JSON without stack traces.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import tempfile
 import threading
@@ -176,13 +178,27 @@ class FunctionServer:
         )
         self._slots = threading.BoundedSemaphore(settings.max_inflight)
         self.ready = False
+        self._ready_event = threading.Event()
 
     def init(self) -> None:
         if self.function.init is not None:
             self.function.init()
         self.ready = True
+        self._ready_event.set()
         self.clock.mark_ready()
         log("ready", function=self.function.name, init_s=round(self.clock.init_s, 3))
+
+    def init_in_background(self) -> None:
+        """Load models while the port is already open; a failed init ends the process."""
+
+        def run() -> None:
+            try:
+                self.init()
+            except BaseException as exc:  # the platform must see a dead replica, not a hang
+                log("init_failed", level="error", function=self.function.name, error=repr(exc))
+                os._exit(3)
+
+        threading.Thread(target=run, name=f"{self.function.name}-init", daemon=True).start()
 
     # -- HTTP ----------------------------------------------------------------------------------
     def app(self) -> Starlette:
@@ -190,18 +206,32 @@ class FunctionServer:
             routes=[
                 Route("/", self.invoke, methods=["POST"]),
                 Route("/_/health", self.health, methods=["GET"]),
-                Route("/_/ready", self.health, methods=["GET"]),
+                Route("/_/ready", self.readiness, methods=["GET"]),
                 *self.function.routes,
             ]
         )
 
     async def health(self, request: Request) -> Response:
+        """Liveness: the process serves HTTP (OpenFaaS CE probes only this path, from 2 s on)."""
+        state = "ok" if self.ready else "starting"
+        return JSONResponse({"status": state, "function": self.function.name})
+
+    async def readiness(self, request: Request) -> Response:
+        """Readiness: init (model load) is done, so an invocation starts work at once."""
         if not self.ready:
-            return JSONResponse({"status": "starting"}, status_code=503)
+            return JSONResponse({"status": "starting", "function": self.function.name}, 503)
         return JSONResponse({"status": "ok", "function": self.function.name})
 
     async def invoke(self, request: Request) -> Response:
         received = time.monotonic()
+        if not self.ready:
+            # Like the of-watchdog: a call that arrives during init waits for it (bounded).
+            loaded = await asyncio.get_running_loop().run_in_executor(
+                None, self._ready_event.wait, self.settings.exec_timeout_s
+            )
+            if not loaded:
+                error = DeadlineExceeded(f"{self.function.name} was still starting")
+                return self._error(error, None, received)
         if not self._slots.acquire(blocking=False):
             return self._error(Overloaded("all max_inflight slots are busy"), None, received)
         # The slot is released by the worker thread when the work has really stopped, not when
@@ -381,9 +411,10 @@ def serve(function: Function[Any, Any, Any]) -> None:
     """Entry point of `python -m stages.<name>`: configure from env, init, then listen."""
     settings = RuntimeSettings.from_env()
     server = FunctionServer(function, settings, ObjectStore(StorageSettings.from_env()))
-    # Init before binding the port: a caller that connects is served by a ready process, and
-    # a cold start shows up as the time the port takes to open.
-    server.init()
+    # The port opens at once and init runs beside it: OpenFaaS CE kills a pod whose /_/health
+    # does not answer within seconds, and a model load can take longer. /_/ready says when
+    # init is done; an invocation that arrives earlier waits for it.
+    server.init_in_background()
     uvicorn.run(
         server.app(),
         host=settings.host,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Literal
 
@@ -48,12 +49,18 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
     return Output(mode=mode, fanout=event.fanout)
 
 
+def init() -> None:
+    # Stands in for a model load, so tests can watch a process that is alive but not ready.
+    time.sleep(float(os.environ.get("SAMPLE_INIT_SECONDS", "0")))
+
+
 FUNCTION = Function(
     name="sample",
     input_model=Input,
     config_model=Config,
     output_model=Output,
     handle=handle,
+    init=init,
     description="runtime test function",
 )
 

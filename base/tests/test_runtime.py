@@ -52,6 +52,29 @@ def test_health_and_ready(sample: FunctionProcess) -> None:
         assert response.json()["function"] == "sample"
 
 
+def test_port_opens_before_init_and_early_calls_wait_for_it(s3_server: Any, tmp_path: Path) -> None:
+    proc = FunctionProcess(
+        MODULE, {**s3_server.env(), "SAMPLE_INIT_SECONDS": "3"}, log_path=tmp_path / "fn.log"
+    ).start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # liveness answers while the "model" is still loading
+            try:
+                health = httpx.get(proc.url + "/_/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, proc.log_tail()
+                time.sleep(0.05)
+        assert health.status_code == 200 and health.json()["status"] == "starting"
+        assert httpx.get(proc.url + "/_/ready", timeout=1).status_code == 503
+        early = post(proc, body())  # arrives during init: waits, then runs
+        assert early.status_code == 200, early.text
+        assert early.json()["metrics"]["process_init_s"] >= 3
+        assert httpx.get(proc.url + "/_/ready", timeout=1).status_code == 200
+    finally:
+        proc.stop()
+
+
 def test_invoke_returns_typed_result_metrics_and_duration_header(sample: FunctionProcess) -> None:
     response = post(sample, body(fanout=3))
     assert response.status_code == 200
