@@ -291,6 +291,8 @@ class FunctionServer:
             return json.loads(b"".join(chunks))
         except ValueError:
             raise InvalidRequest("request body is not valid JSON", code="bad_json") from None
+        except RecursionError:
+            raise InvalidRequest("request body is nested too deeply", code="bad_json") from None
 
     def _parse(self, body: Any) -> Event[Any, Any]:
         try:

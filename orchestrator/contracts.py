@@ -44,6 +44,26 @@ class Input(Model):
     video: S3Uri = Field(description="s3:// URI of the video, in the configured bucket")
 
 
+#: Stage configs are flat or shallow; a deep override is an attack on the JSON encoder.
+MAX_OVERRIDE_DEPTH = 8
+
+
+def _depth(value: Any, limit: int = MAX_OVERRIDE_DEPTH + 1) -> int:
+    """Nesting depth of JSON-like data, counting no further than `limit` (no deep recursion)."""
+    level, frontier = 0, [value]
+    while frontier and level < limit:
+        children: list[Any] = []
+        for item in frontier:
+            if isinstance(item, dict):
+                children.extend(item.values())
+            elif isinstance(item, list):
+                children.extend(item)
+        if not children:
+            break
+        level, frontier = level + 1, children
+    return level
+
+
 class Config(Model):
     query: str = Field(min_length=1, max_length=200, description="words to find in the speech")
     clip_concurrency: int = Field(4, ge=1, le=32, description="clips processed at the same time")
@@ -65,6 +85,8 @@ class Config(Model):
 
     @model_validator(mode="after")
     def _overrides(self) -> Config:
+        if _depth(self.functions) > MAX_OVERRIDE_DEPTH:
+            raise ValueError(f"functions: overrides nested deeper than {MAX_OVERRIDE_DEPTH}")
         for name, overrides in self.functions.items():
             clash = RESERVED_CONFIG.get(name, frozenset()) & overrides.keys()
             if clash:
