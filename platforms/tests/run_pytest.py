@@ -1,0 +1,54 @@
+"""Run part of the repository's pytest suite from Bazel: run_pytest.py [pytest args...].
+
+The suite needs the project's Python environment (.venv, made by ./vsearch from the locks) and
+the source tree (media tools, embedded S3 server...), so this runs outside the sandbox (the
+target is tagged `local`) in the real source tree, found through the runfiles' symlinks.
+Skips (exit 0, "SKIPPED: ..." printed) when there is no .venv with pytest, or when pytest
+selects no test (exit 5); any other non-zero exit fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+NO_TESTS_COLLECTED = 5
+
+
+def source_root() -> Path:
+    here = Path(os.path.realpath(__file__)).parent
+    for candidate in [here, *here.parents]:
+        if (candidate / "pyproject.toml").is_file() and (candidate / "WORKSPACE").is_file():
+            return candidate
+    raise SystemExit("run_pytest: no source tree (pyproject.toml + WORKSPACE) above " + str(here))
+
+
+def skip(reason: str) -> int:
+    print(f"SKIPPED: {reason}", flush=True)
+    out = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
+    if out:
+        Path(out, "SKIPPED").write_text(reason + "\n")
+    return 0
+
+
+def main() -> int:
+    root = source_root()
+    python = Path(os.environ.get("VSEARCH_PYTHON_ENV", root / ".venv" / "bin" / "python"))
+    if not python.exists():
+        return skip(f"no {python}: run ./vsearch once (it makes .venv from the locks)")
+    if subprocess.run([python, "-c", "import pytest"], capture_output=True).returncode != 0:
+        return skip(f"{python} has no pytest: run ./vsearch once")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "RUNFILES", "PYTHON"))}
+    env["PYTHONPATH"] = str(root)
+    args = [str(python), "-m", "pytest", *sys.argv[1:], "-p", "no:cacheprovider"]
+    print("run_pytest:", " ".join(args), f"(in {root})", flush=True)
+    done = subprocess.run(args, cwd=root, env=env)
+    if done.returncode == NO_TESTS_COLLECTED:
+        return skip(f"pytest selected no test ({' '.join(sys.argv[1:])})")
+    return done.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
