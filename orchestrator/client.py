@@ -298,6 +298,14 @@ class GatewayClient:
         # the runtime carries X-Duration-Seconds, so only then does its status speak for the
         # function (a gateway's 404 means "no such function", not "no such input").
         mine = error is not None and DURATION_HEADER in response.headers
+        oom_kills = response.headers.get("X-Vsearch-Oom-Kills")
+        if oom_kills and status >= 500:
+            # The kernel may kill only the function's ffmpeg child: the function then reports
+            # a crash, and the platform's OOM count is the only sign of why. The same input
+            # needs the same memory again, so this is not retried.
+            replica = response.headers.get("X-Vsearch-Replica", "?")
+            message = f"replica {replica}: {oom_kills} OOM kill(s) during the call; {message}"
+            return _Failure(status, "oom_killed", message, False, from_function=mine)
         if status in RETRYABLE_STATUS:
             retry_after = _header_float(response, "Retry-After")
             return _Failure(status, code, message, True, retry_after, mine)

@@ -200,6 +200,18 @@ def test_a_replica_killed_mid_call_is_retried() -> None:
     assert len(gw.calls) == 2 and result.outputs
 
 
+def test_a_child_oom_kill_is_reported_as_oom_and_not_retried() -> None:
+    # The kernel killed only the function's ffmpeg: the function says "exit -9", the gateway
+    # counted the OOM kill. The same input would need the same memory, so no retry.
+    headers = {"X-Vsearch-Oom-Kills": "1", "X-Vsearch-Replica": "transcode-clip-2"}
+    crashed = lambda c: error(c, 500, "internal", "ffmpeg exit -9", headers=headers)  # noqa: E731
+    with ScriptedGateway({FN: crashed}) as gw, pytest.raises(StageError) as caught:
+        call(gw.url)
+    assert len(gw.calls) == 1
+    assert caught.value.code == "oom_killed"
+    assert "replica transcode-clip-2" in caught.value.message and "OOM" in caught.value.message
+
+
 def test_attempts_are_bounded_then_the_failure_is_retryable_for_the_caller() -> None:
     with (
         ScriptedGateway({FN: status(503, "storage_unavailable")}) as gw,
