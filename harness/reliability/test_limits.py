@@ -52,7 +52,11 @@ LIMITED_FUNCTIONS = (
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     state_dir = tmp_path_factory.mktemp("reliability-limited")
     decls = declarations(
-        {HUNG: {"exec_timeout": HUNG_TIMEOUT}, STARVED: {"memory_limit": STARVED_LIMIT}},
+        # The hang renders 8K frames: room enough that the deadline, not the kernel, stops it.
+        {
+            HUNG: {"exec_timeout": HUNG_TIMEOUT, "memory_limit": "3Gi"},
+            STARVED: {"memory_limit": STARVED_LIMIT},
+        },
         only=LIMITED_FUNCTIONS,
     )
     # Not waiting for every function: the starved one may never become ready, by design.
