@@ -36,6 +36,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -230,19 +232,30 @@ def fetch_debs(cache: Path) -> None:
     def one(job: tuple[list[str], Path, str]) -> None:
         urls, dest, sha = job
         errors = []
-        for url in urls:
-            try:
-                download(url, dest, sha)
-                return
-            except Exception as exc:  # try the next mirror
-                errors.append(f"{url}: {exc}")
-        raise RuntimeError(
-            f"{dest.name} cannot be fetched ({'; '.join(errors)}). Debian's mirror keeps only "
-            "current versions: re-lock with `python3 platforms/offline/fetch_deps.py --relock-debs`"
+        gone = False
+        for attempt in range(4):  # transient DNS/connection errors: retry with backoff
+            for url in urls:
+                try:
+                    download(url, dest, sha)
+                    return
+                except urllib.error.HTTPError as exc:
+                    gone = gone or exc.code == 404
+                    errors.append(f"{url}: {exc}")
+                except (OSError, RuntimeError) as exc:  # the next mirror, then again
+                    errors.append(f"{url}: {exc}")
+            if gone:
+                break
+            time.sleep(2**attempt)
+        hint = (
+            " Debian's mirror keeps only current versions: re-lock with "
+            "`python3 platforms/offline/fetch_deps.py --relock-debs`."
+            if gone
+            else ""
         )
+        raise RuntimeError(f"{dest.name} cannot be fetched ({'; '.join(errors[-2:])}).{hint}")
 
     say(f"debs: {len(jobs)} files (amd64 + arm64) into {repo}")
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(one, jobs))
     groups = {
         arch: [f"{arch}/{urllib.request.unquote(e['path'].rsplit('/', 1)[1])}" for e in entries]

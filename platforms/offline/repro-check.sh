@@ -20,7 +20,8 @@ digests() {  # bazel-bin dir -> "package digest" lines
 }
 
 fresh_build() {  # output base -> bazel-bin path
-  "$BAZEL" --output_base="$1" build --config=offline "${flags[@]}" //:images >&2
+  # --symlink_prefix=/: leave ./bazel-bin pointing at the main output base.
+  "$BAZEL" --output_base="$1" build --config=offline --symlink_prefix=/ "${flags[@]}" //:images >&2
   "$BAZEL" --output_base="$1" info --config=offline "${flags[@]}" bazel-bin 2>/dev/null
 }
 

@@ -182,6 +182,10 @@ def main() -> int:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        # dockerd leaves its network namespace mounted under the exec root.
+        netns = tmp / "exec" / "netns" / "default"
+        if netns.exists():
+            subprocess.run(["umount", "-l", str(netns)], check=False, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

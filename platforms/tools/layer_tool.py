@@ -22,6 +22,7 @@ import json
 import lzma
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -247,6 +248,27 @@ def warm(args, layer: Layer, base_wheels: list[Path], site: str) -> str:
             shutil.rmtree(root, ignore_errors=True)
 
 
+_ADDRESS = re.compile(rb"0x7f[0-9a-f]{10}")
+
+
+def _stable_addresses(data: bytes) -> bytes:
+    """Number the user-space addresses in one numba cache file (1, 2, ... same width).
+
+    numba names stencil kernels and pickles reprs after object addresses, which differ between
+    runs even without address randomisation. Renaming them consistently within a file (each
+    cache file is a self-contained library) keeps the cache valid and the bytes reproducible.
+    """
+    mapping: dict[bytes, bytes] = {}
+
+    def number(m: re.Match) -> bytes:
+        key = m.group(0)
+        if key not in mapping:
+            mapping[key] = b"0x" + (b"%x" % (len(mapping) + 1)).rjust(len(key) - 2, b"0")
+        return mapping[key]
+
+    return _ADDRESS.sub(number, data)
+
+
 def _no_aslr() -> None:
     """personality(ADDR_NO_RANDOMIZE) for the child about to exec; ignored where refused."""
     try:
@@ -311,7 +333,7 @@ def _warm_in(
         target_dir = "/".join([args.warmup_cache_dir.rstrip("/"), *parts])
         layer.add_dir(target_dir, 0o755, uid, gid)
         for f in sorted(files):
-            data = (Path(d) / f).read_bytes()
+            data = _stable_addresses((Path(d) / f).read_bytes())
             layer.add_file(f"{target_dir}/{f}", data, 0o644, uid, gid)
             n += 1
     return f"warmed: {n} cache files under {args.warmup_cache_dir}"
