@@ -89,12 +89,20 @@ def test_a_hung_function_is_stopped_at_its_deadline(limited: Rig, rel_media: Med
             answer = rig.search(uri, QUERY, request_id=request_id, config=HANG_CONFIG)
         gone = wait_until(lambda: not processes_matching(*mine), 5)
         leftover = processes_matching(*mine)
-        children = [
-            child.name()
-            for pid in pids
-            if psutil.pid_exists(pid)
-            for child in psutil.Process(pid).children(recursive=True)
-        ]
+
+        def replica_children() -> list[str]:
+            names = []
+            for pid in pids:
+                try:
+                    names += [c.name() for c in psutil.Process(pid).children(recursive=True)]
+                except psutil.Error:
+                    continue
+            return names
+
+        # A SIGKILLed ffmpeg holding GBs of frames takes a moment to finish exiting (its
+        # command line is already gone while it does): wait for it, boundedly.
+        wait_until(lambda: "ffmpeg" not in replica_children(), 10)
+        children = replica_children()
         idle = wait_until(lambda: rig.platform.function(HUNG)["vsearch"]["inflight"] == 0, 5)
         state = rig.state(request_id) or {}
         fig.add(rig.verdict(answer, lambda a: False)).label = f"{HUNG} exec_timeout {HUNG_TIMEOUT}"
