@@ -37,7 +37,8 @@ def probe(runner: ProcessRunner, path: Path) -> MediaInfo:
         ["ffprobe", "-v", "error", "-of", "json", "-show_format", "-show_streams", str(path)]
     )
     if done.returncode != 0:
-        raise BadInput(f"not a readable media file: {done.stderr_tail(300)}", code="not_media")
+        tail = _without_paths(done.stderr_tail(300), [str(path)])
+        raise BadInput(f"not a readable media file: {tail}", code="not_media")
     try:
         data = json.loads(done.stdout or b"{}")
     except ValueError as exc:
@@ -93,16 +94,25 @@ def run(runner: ProcessRunner, stream: Any, *, what: str) -> Completed:
     args = [args[0], "-nostdin", "-hide_banner", "-loglevel", "error", *args[1:]]
     done = runner.run(args)
     if done.returncode != 0:
-        tail = done.stderr_tail()
+        tail = _without_paths(done.stderr_tail(), args)
         if _looks_like_bad_input(tail):
             raise BadInput(f"{what} failed on the input: {tail}", code="corrupt_media")
         raise FunctionError(f"{what} failed (ffmpeg exit {done.returncode}): {tail}")
     if b"partial file" in done.stderr:
         # The index survived a truncation: ffmpeg stops early, warns, and still exits 0.
         raise BadInput(
-            f"{what}: the input is truncated ({done.stderr_tail(200)})", code="truncated_media"
+            f"{what}: the input is truncated ({_without_paths(done.stderr_tail(200), args)})",
+            code="truncated_media",
         )
     return done
+
+
+def _without_paths(text: str, args: list[str]) -> str:
+    """ffmpeg names its files by full path: a caller learns the file's name, not where the
+    function keeps its scratch space."""
+    for arg in sorted((a for a in args if a.startswith("/")), key=len, reverse=True):
+        text = text.replace(arg, Path(arg).name)
+    return text
 
 
 def _looks_like_bad_input(stderr: str) -> bool:

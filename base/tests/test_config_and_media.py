@@ -66,5 +66,7 @@ def test_probe_real_media_and_reject_text(tmp_path: Path) -> None:
     assert runner.peak_rss_bytes > 0 and runner.cpu_s > 0  # measured from wait4, per child
     text = tmp_path / "notes.mp4"
     text.write_text("just words")
-    with pytest.raises(BadInput):
+    with pytest.raises(BadInput) as bad:
         probe(runner, text)
+    # The error names the file, not the function's scratch directory.
+    assert "notes.mp4" in bad.value.message and str(tmp_path) not in bad.value.message

@@ -81,6 +81,8 @@ class PoolSettings:
     stop_grace_s: float = 5.0
     #: After a SIGKILL, how long the OOM counter may lag the process's exit.
     oom_settle_s: float = 0.3
+    #: A SIGKILL this soon after the monitor saw an OOM kill in the group is that kill.
+    oom_recent_s: float = 5.0
     backoff_max_s: float = 30.0
 
 
@@ -112,6 +114,8 @@ class Replica:
     last_used: float = field(default_factory=time.monotonic)
     stats: GroupStats = field(default_factory=lambda: GroupStats(0, 0, 0.0, 0))
     oom_seen: int = 0
+    #: When the monitor last saw the group's OOM counter rise (monotonic seconds).
+    oom_noted_at: float | None = None
     stop_requested: bool = False
     #: Set by the first of the exit paths (pidfd, poll) to run; the others then only wait.
     exit_handled: bool = False
@@ -566,6 +570,11 @@ class ReplicaSet:
         replica.state = "dead"
         limit = replica.group.memory_limit_bytes
         oom = replica.group.oom_kills() > replica.oom_seen
+        # The monitor may have noted this very kill a moment before the exit was seen: a
+        # SIGKILL right after an OOM kill in the group is that kill, not some other signal.
+        noted = replica.oom_noted_at
+        if not oom and code == -signal.SIGKILL and noted is not None:
+            oom = time.monotonic() - noted < self.settings.oom_recent_s
         if (
             not oom
             and code == -signal.SIGKILL
@@ -602,7 +611,8 @@ class ReplicaSet:
         else:
             self.replica_deaths += 1
             if oom:
-                self._note_oom(replica, replica.group.oom_kills())
+                if (count := replica.group.oom_kills()) > replica.oom_seen:
+                    self._note_oom(replica, count)
                 message = (
                     f"function {self.name} replica {replica.name} was OOM-killed: memory limit "
                     f"{_mib(limit)}, peak {_mib(peak)}"
@@ -648,6 +658,7 @@ class ReplicaSet:
     def _note_oom(self, replica: Replica, count: int) -> None:
         self.oom_kills += count - replica.oom_seen
         replica.oom_seen = count
+        replica.oom_noted_at = time.monotonic()
         self._events.record(
             "oom_kill",
             self.name,
@@ -762,6 +773,20 @@ class ReplicaSet:
         if now > then:
             self._usage_cores = max(0.0, cpu_total - before) / (now - then)
         self._prev_cpu = (now, cpu_total)
+
+    def reset_window(self) -> None:
+        """Start a new measurement window: run totals to zero, peaks from current usage.
+
+        So one deploy can serve several benchmark regimes, each with its own figures.
+        """
+        self.cold_starts = self.replica_starts = self.replica_deaths = self.oom_kills = 0
+        self.peak_memory_bytes = 0
+        for replica in self._live():
+            with contextlib.suppress(OSError):
+                replica.group.reset_peak()
+                replica.stats = replica.group.stats()
+            self.peak_memory_bytes = max(self.peak_memory_bytes, replica.stats.peak_bytes)
+        self._events.record("window_reset", self.name, replicas=len(self._live()))
 
     # -- status --------------------------------------------------------------------------------
 
