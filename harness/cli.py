@@ -17,17 +17,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    from harness.commands.kind import DEFAULT_GATEWAY_PORT, add_kind_options
     from harness.commands.platform import add_state_dir
 
-    up = sub.add_parser("up", help="start the embedded platform (S3, gateway, functions)")
+    backend_help = "embedded (default): local processes; kind: OpenFaaS CE + MinIO on kind"
+    up = sub.add_parser(
+        "up",
+        help="start the platform (S3, gateway, functions) and leave it running",
+        description="embedded: the local platform in the background. kind: create or reuse the "
+        "kind cluster, push the images, install OpenFaaS CE and MinIO, deploy the functions, "
+        "keep a port-forward to the gateway (manifests/README.md).",
+    )
+    up.add_argument(
+        "--backend", choices=["embedded", "kind"], default="embedded", help=backend_help
+    )
     add_state_dir(up)
-    up.add_argument("--no-limits", action="store_true", help="run without cgroup limits")
-    up.add_argument("--timeout", type=float, default=300.0, help="seconds to become ready")
-    down = sub.add_parser("down", help="stop the embedded platform")
+    up.add_argument("--no-limits", action="store_true", help="embedded: no cgroup limits")
+    up.add_argument(
+        "--timeout", type=float, default=None,
+        help="seconds for the functions to become ready (default: 300 embedded, 600 kind)",
+    )  # fmt: skip
+    add_kind_options(up)
+    up.add_argument(
+        "--gateway-port", type=int, default=DEFAULT_GATEWAY_PORT,
+        help="kind: the gateway's port on 127.0.0.1 (default: %(default)s)",
+    )  # fmt: skip
+    down = sub.add_parser("down", help="stop the platform (kind: delete what `up` created)")
+    down.add_argument(
+        "--backend", choices=["embedded", "kind"], default="embedded", help=backend_help
+    )
     add_state_dir(down)
+    add_kind_options(down, creates=False)
     status = sub.add_parser("status", help="the platform's health and replicas")
+    status.add_argument(
+        "--backend", choices=["embedded", "kind"], default="embedded", help=backend_help
+    )
     add_state_dir(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    add_kind_options(status, creates=False)
 
     search = sub.add_parser(
         "search",
@@ -77,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="embedded: the benchmark platform's state and logs (default: .vsearch/bench-platform)",
     )
+    add_kind_options(bench)
+    bench.add_argument(
+        "--keep-cluster", action="store_true",
+        help="kind: leave the cluster (and registry) running afterwards; a cluster left by "
+        "`up --backend kind` is always attached to and left running",
+    )  # fmt: skip
 
     report = sub.add_parser(
         "report",
@@ -88,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     test = sub.add_parser("test", help="lint and run every test (what CI runs)")
     test.add_argument("--all", action="store_true", help="include tests marked slow")
+    test.add_argument(
+        "--no-bazel",
+        action="store_true",
+        help="leave out the image build and its tests (platforms/offline/bazel-test.sh)",
+    )
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
 
     lock = sub.add_parser("lock", help="re-resolve requirements.in into the hashed locks")
@@ -97,11 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("up", "down", "status") and args.backend == "kind":
+        from harness.commands import kind as kind_command
+
+        return int(getattr(kind_command, args.command)(args))
     if args.command in ("up", "down", "status"):
         from harness.commands import platform
 
         if args.command == "up":
-            return platform.up(args.state_dir, timeout_s=args.timeout, no_limits=args.no_limits)
+            timeout_s = args.timeout or 300.0
+            return platform.up(args.state_dir, timeout_s=timeout_s, no_limits=args.no_limits)
         if args.command == "down":
             return platform.down(args.state_dir)
         return platform.status(args.state_dir, as_json=args.json)
@@ -137,10 +180,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.command == "report":
                 return bench_command.run_report(args.dirs, as_json=args.json)
+            options = {}
+            if args.backend == "kind":
+                from harness.commands.kind import backend_options
+
+                options = {**backend_options(args), "keep_cluster": args.keep_cluster}
             return bench_command.run_bench(
                 args.regimes, backend_name=args.backend, size=args.size, video=args.video,
                 query=args.query, out=args.out, as_json=args.json, state_dir=args.state_dir,
-                no_limits=args.no_limits,
+                no_limits=args.no_limits, backend_options=options,
             )  # fmt: skip
         except bench_command.UsageError as exc:
             print(f"vsearch {args.command}: {exc}", file=sys.stderr)
@@ -148,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "test":
         from harness.commands.test import run_tests
 
-        return run_tests(args.pytest_args, include_slow=args.all)
+        return run_tests(args.pytest_args, include_slow=args.all, bazel=not args.no_bazel)
     if args.command == "lock":
         from harness.commands.lock import relock
 

@@ -70,6 +70,14 @@ STATE_FILE = "state.json"
 REQUIRED_TOOLS = ("kind", "kubectl", "helm", "docker")
 #: Versions the cluster path was written against (manifests/README.md); older ones may work.
 TOOL_VERSIONS = {"kind": "v0.33.0", "kubectl": "v1.36", "helm": "v3.18", "docker": "28"}
+#: Where to get each tool, named in the missing-tools error.
+TOOL_SOURCES = {
+    "kind": "https://kind.sigs.k8s.io/docs/user/quick-start/#installation",
+    "kubectl": "https://kubernetes.io/docs/tasks/tools/",
+    "helm": "https://helm.sh/docs/intro/install/",
+    "docker": "https://docs.docker.com/engine/install/",
+    "skopeo": "apt-get install skopeo",
+}
 
 _MANIFEST_ACCEPT = ", ".join(
     [
@@ -172,6 +180,13 @@ class Runner:
 
 def missing_tools(tools: Iterable[str] = REQUIRED_TOOLS) -> list[str]:
     return [t for t in tools if shutil.which(t) is None]
+
+
+def missing_tools_message(missing: Sequence[str]) -> str:
+    """One line: the missing tools, the versions written against and where to get them."""
+    wanted = ", ".join(f"{t} {TOOL_VERSIONS.get(t, '')}".strip() for t in missing)
+    sources = "; ".join(f"{t}: {TOOL_SOURCES[t]}" for t in missing if t in TOOL_SOURCES)
+    return f"missing tools: {wanted} (get them: {sources}; see manifests/README.md)"
 
 
 def _free_port() -> int:
@@ -559,6 +574,14 @@ class KindBackend:
         self.digests: dict[str, str] = {}
         self.created_cluster = False
         self.started_registry = False
+        #: `vsearch up` left this cluster running for later commands: they attach to it, and
+        #: only `vsearch down` (which clears this) deletes it.
+        self.left_up = False
+        #: Whether the last deploy() only redeployed the functions on a cluster `up` left.
+        self.attached = False
+        #: Where the last failed deploy() collected pod logs and events.
+        self.logs_dir: Path | None = None
+        self._saved_tag: str | None = None
         self.deployment_mismatches: list[str] = []
         self.preparations: list[dict[str, Any]] = []
         self.deployed_at: float | None = None
@@ -580,9 +603,14 @@ class KindBackend:
             return
         self.created_cluster = bool(state.get("created_cluster"))
         self.started_registry = bool(state.get("started_registry"))
+        self.left_up = bool(state.get("left_up"))
+        self._saved_tag = state.get("image_tag")
         self.cluster_registry = self.cluster_registry or state.get("cluster_registry")
         self.image_tag = self.image_tag or state.get("image_tag")
         self.digests = dict(state.get("digests") or {})
+
+    def save_state(self) -> None:
+        self._save_state()
 
     def _save_state(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -590,6 +618,7 @@ class KindBackend:
             "cluster": self.cluster_name,
             "created_cluster": self.created_cluster,
             "started_registry": self.started_registry,
+            "left_up": self.left_up,
             "registry": self.registry,
             "cluster_registry": self.cluster_registry,
             "image_tag": self.image_tag,
@@ -631,8 +660,12 @@ class KindBackend:
         """Cluster, registry, images, OpenFaaS, MinIO, functions; returns when min replicas are
         ready. Idempotent: on a running cluster it updates what changed."""
         self.declarations = list(declarations if declarations is not None else load().functions)
+        self.attached = False
         try:
             self._require_tools()
+            if self._can_attach():
+                self._redeploy_on_attached()
+                return
             if not self.image_tag:
                 raise KindError(
                     "no image tag: pass image_tag (or set VSEARCH_IMAGE_TAG) to the tag the "
@@ -659,9 +692,34 @@ class KindBackend:
             self._observe_pods()
         except (KindError, TimeoutError, httpx.HTTPError) as exc:
             where = self.collect_logs() if shutil.which("kubectl") else None
+            self.logs_dir = where
             if where is None:
                 raise
             raise KindError(f"{exc} (pod logs and events: {where})") from exc
+
+    def _can_attach(self) -> bool:
+        """A cluster `vsearch up` left, with these images already pushed and known by digest."""
+        same_images = self.image_tag == self._saved_tag and set(self.digests) >= {
+            d.name for d in self.declarations
+        }
+        return (
+            self.left_up
+            and same_images
+            and bool(self.cluster_registry)
+            and self.cluster_name in self._clusters()
+        )
+
+    def _redeploy_on_attached(self) -> None:
+        # Registry, images, OpenFaaS and MinIO are up already: only this deploy's declarations
+        # (a regime's min replicas, limits) go to the gateway, as in a full deploy.
+        self.attach()
+        self.rendering = self._render()
+        self._deploy_functions(self.rendering)
+        self._verify_deployments(self.rendering)
+        self._wait_min_replicas(self.rendering)
+        self.attached = True
+        self.deployed_at = time.time()
+        self._observe_pods()
 
     def attach(self) -> None:
         """Use what an earlier deploy (maybe another process) left running."""
@@ -685,7 +743,7 @@ class KindBackend:
         if self._api is not None:
             self._api.close()
             self._api = None
-        if self.keep_cluster or not (self.created_cluster or self.started_registry):
+        if self.keep_cluster or self.left_up or not (self.created_cluster or self.started_registry):
             return
         if self.created_cluster and shutil.which("kind"):
             self.runner.run(["kind", "delete", "cluster", "--name", self.cluster_name])
@@ -701,8 +759,7 @@ class KindBackend:
         needed = list(REQUIRED_TOOLS) + (["skopeo"] if self.image_dir else [])
         missing = missing_tools(needed)
         if missing:
-            wanted = ", ".join(f"{t} {TOOL_VERSIONS.get(t, '')}".strip() for t in missing)
-            raise KindError(f"missing tools: {wanted} (see manifests/README.md)")
+            raise KindError(missing_tools_message(missing))
 
     def _clusters(self) -> list[str]:
         return self.runner.run(["kind", "get", "clusters"]).stdout.split()
@@ -1429,6 +1486,8 @@ class KindBackend:
             "cluster": self.cluster_name,
             "cluster_created_here": self.created_cluster,
             "keep_cluster": self.keep_cluster,
+            "left_running_by_up": self.left_up,
+            "attached_to_running_cluster": self.attached,
             "tools": {
                 "kind": version(["kind", "version"]),
                 "kubectl": version(["kubectl", "version", "--client"]),

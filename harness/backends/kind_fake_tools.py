@@ -570,7 +570,9 @@ def helm(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) -> 
 
 
 def kubectl(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) -> int:
-    if flag(flags, "--context") is None or flag(flags, "--kubeconfig") is None:
+    # `version --client` talks to no cluster; everything else must name ours.
+    unnamed = flag(flags, "--context") is None or flag(flags, "--kubeconfig") is None
+    if unnamed and not (path == ("version",) and "--client" in flags):
         return _fail("fake kubectl: every call must name --kubeconfig and --context", 64)
     ns = flag(flags, "--namespace", "-n", default="default")
     if path == ("port-forward",):

@@ -220,13 +220,19 @@ def run_bench(
     state_dir: Path | None = None,
     no_limits: bool = False,
     media_dir: Path = ROOT / ".vsearch" / "media",
+    backend_options: dict[str, Any] | None = None,
 ) -> int:
     from harness.backends.factory import BackendUnavailable, create_backend
     from harness.runner import PreparationError, RegimeRun
 
     regimes = resolve_regimes(names, size)
     try:
-        backend = create_backend(backend_name, state_dir=state_dir, enforce_limits=not no_limits)
+        backend = create_backend(
+            backend_name,
+            state_dir=state_dir,
+            enforce_limits=not no_limits,
+            **(backend_options or {}),
+        )
     except BackendUnavailable as exc:
         raise UsageError(str(exc)) from None
     media, verified, note = media_for(video, query, media_dir)

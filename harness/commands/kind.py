@@ -1,0 +1,253 @@
+"""`./vsearch up|down|status --backend kind`: OpenFaaS CE + MinIO in a kind cluster.
+
+`up` deploys everything (KindBackend.deploy), marks the cluster as left running in the workdir's
+state.json, and keeps a detached port-forward to the gateway (harness.backends.kind_forward) so
+the gateway stays reachable after `up` exits. `bench --backend kind` and `status` attach to
+that cluster; `down` stops the forward and deletes what this workdir created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from harness.backends import kind_forward
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_WORKDIR = ROOT / ".vsearch" / "kind"
+DEFAULT_GATEWAY_PORT = 8080
+
+
+def add_kind_options(parser: argparse.ArgumentParser, *, creates: bool = True) -> None:
+    """The kind backend's options; ``creates`` adds those that only matter to a deploy."""
+    group = parser.add_argument_group("--backend kind")
+    group.add_argument(
+        "--cluster-name", default="vsearch", help="kind cluster name (default: %(default)s)"
+    )
+    group.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(os.environ.get("VSEARCH_KIND_WORKDIR", DEFAULT_WORKDIR)),
+        help="kubeconfig, state, command log and collected logs (default: %(default)s)",
+    )
+    if not creates:
+        return
+    group.add_argument(
+        "--registry",
+        default=os.environ.get("VSEARCH_REGISTRY", "localhost:5001"),
+        help="where the function images are pushed; localhost:5001 is the registry container "
+        "this command runs (default: $VSEARCH_REGISTRY or %(default)s)",
+    )
+    group.add_argument(
+        "--image-tag",
+        default=os.environ.get("VSEARCH_IMAGE_TAG"),
+        help="the build's tag of every <registry>/vsearch/<function> image "
+        "(default: $VSEARCH_IMAGE_TAG)",
+    )
+    group.add_argument(
+        "--image-dir",
+        type=Path,
+        default=Path(os.environ["VSEARCH_IMAGE_DIR"])
+        if os.environ.get("VSEARCH_IMAGE_DIR")
+        else None,
+        help="OCI layouts <dir>/<function> to push with skopeo (default: $VSEARCH_IMAGE_DIR; "
+        "without it the images must be in the local Docker engine)",
+    )
+    group.add_argument(
+        "--image-digests",
+        type=Path,
+        default=None,
+        help="JSON {function: sha256:...} from the build; the registry's digests must match",
+    )
+    group.add_argument(
+        "--manifests-dir",
+        type=Path,
+        default=ROOT / "manifests",
+        help="cluster manifests to deploy (default: %(default)s)",
+    )
+
+
+def backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    """KindBackend's constructor arguments from parsed options (absent ones left out)."""
+    names = {
+        "cluster_name": "cluster_name",
+        "workdir": "workdir",
+        "registry": "registry",
+        "image_tag": "image_tag",
+        "image_dir": "image_dir",
+        "image_digests": "image_digests",
+        "manifests_dir": "manifests_dir",
+    }
+    options = {k: getattr(args, v) for k, v in names.items() if getattr(args, v, None) is not None}
+    if getattr(args, "timeout", None):
+        options["ready_timeout_s"] = args.timeout
+    return options
+
+
+def _err(command: str, message: str) -> None:
+    print(f"vsearch {command}: {message}", file=sys.stderr)
+
+
+def _backend(command: str, options: dict[str, Any]) -> Any:
+    from harness.backends import kind as kb
+
+    missing = kb.missing_tools()
+    if missing:
+        _err(command, kb.missing_tools_message(missing))
+        return None
+    return kb.KindBackend(**options)
+
+
+def up(args: argparse.Namespace) -> int:
+    from harness.backends import kind as kb
+
+    backend = _backend("up", backend_options(args))
+    if backend is None:
+        return 2
+    err = sys.stderr
+    print(
+        f"vsearch up: deploying vsearch to kind cluster {backend.cluster_name!r} (registry, "
+        "images, OpenFaaS CE, MinIO, functions); this takes minutes. Every command goes to "
+        f"{backend.workdir / 'commands.log'}",
+        file=err,
+    )
+    try:
+        backend.deploy()
+    except (kb.KindError, TimeoutError, httpx.HTTPError) as exc:
+        _err("up", str(exc))
+        if backend.logs_dir is not None:
+            _err("up", f"pod logs, events and pod descriptions: {backend.logs_dir}")
+        _err("up", "the cluster is left as it is; `./vsearch down --backend kind` removes it")
+        backend.keep_cluster = True  # teardown below only stops our port-forwards
+        backend.teardown()
+        return 3
+    backend.left_up = True
+    backend.save_state()
+    ready = {s["name"]: s.get("availableReplicas", 0) for s in backend.api.functions()}
+    backend.keep_cluster = True
+    backend.teardown()  # this process's forwards end with it; the detached one stays
+    try:
+        record = kind_forward.start(
+            backend.workdir,
+            kubeconfig=backend.kubeconfig,
+            context=backend.context,
+            port=args.gateway_port,
+            namespace=str(backend.chart["namespace"]),
+        )
+    except kind_forward.ForwardError as exc:
+        _err("up", f"the cluster is up, but {exc}")
+        return 3
+    url = f"http://127.0.0.1:{record['port']}"
+    kubectl = f"kubectl --kubeconfig {backend.kubeconfig} --context {backend.context}"
+    workdir_opt = "" if args.workdir == DEFAULT_WORKDIR else f" --workdir {args.workdir}"
+    name_opt = (
+        "" if backend.cluster_name == "vsearch" else f" --cluster-name {backend.cluster_name}"
+    )
+    opts = f"{name_opt}{workdir_opt}"
+    print(f"kind cluster {backend.cluster_name!r} is up ({len(ready)} functions ready)")
+    print(f"  gateway      {url}   (OpenFaaS CE; the port-forward keeps running: {url}/healthz)")
+    print(f"  functions    {', '.join(f'{n} x{r}' for n, r in sorted(ready.items()))}")
+    print(f"  kubeconfig   {backend.kubeconfig}")
+    print(
+        f"  password     {kubectl} -n {backend.chart['namespace']} get secret basic-auth "
+        "-o jsonpath='{.data.basic-auth-password}' | base64 -d   (user: admin)"
+    )
+    print(f"  bench        ./vsearch bench warm-steady --backend kind{opts}")
+    print(f"  status       ./vsearch status --backend kind{opts}")
+    print(f"  down         ./vsearch down --backend kind{opts}")
+    return 0
+
+
+def down(args: argparse.Namespace) -> int:
+    from harness.backends import kind as kb
+
+    workdir = Path(args.workdir)
+    stopped = kind_forward.stop(workdir)
+    if stopped:
+        print("vsearch down: stopped the gateway port-forward", file=sys.stderr)
+    backend = kb.KindBackend(cluster_name=args.cluster_name, workdir=workdir)
+    owned = backend.created_cluster or backend.started_registry
+    backend.left_up = False
+    missing = [t for t in ("kind", "docker") if kb.missing_tools([t])]
+    if owned and missing:
+        _err("down", kb.missing_tools_message(missing))
+        return 2
+    try:
+        backend.teardown()
+    except kb.KindError as exc:
+        _err("down", str(exc))
+        return 1
+    if not owned:
+        if (workdir / kb.STATE_FILE).exists():
+            backend.save_state()
+        print(
+            f"vsearch down: cluster {args.cluster_name!r} was not created from {workdir}: "
+            "left running (delete it with `kind delete cluster --name "
+            f"{args.cluster_name}`)",
+            file=sys.stderr,
+        )
+        return 0
+    print(f"vsearch down: deleted kind cluster {args.cluster_name!r} and what it created")
+    return 0
+
+
+def _row(status: dict[str, Any]) -> str:
+    extra = status.get("vsearch") or {}
+    replicas = extra.get("replicas") or []
+    ready = sum(1 for r in replicas if r.get("ready"))
+    codes = extra.get("invocations_by_code") or {}
+    calls = " ".join(f"{c}:{int(n)}" for c, n in sorted(codes.items())) or "-"
+    image = str(status.get("image", ""))
+    digest = image.partition("@")[2][:19] or image.rpartition(":")[2]
+    return (
+        f"{status.get('name', '?'):<16} {status.get('availableReplicas', 0)}/"
+        f"{status.get('replicas', 0):<3} {ready:>5}  {extra.get('min_replicas', '?')}-"
+        f"{extra.get('max_replicas', '?'):<5} {extra.get('oom_kills', 0):>4}  {digest:<20} {calls}"
+    )
+
+
+def status(args: argparse.Namespace) -> int:
+    from harness.backends import kind as kb
+
+    backend = _backend("status", backend_options(args))
+    if backend is None:
+        return 2
+    try:
+        backend.attach()
+        statuses = backend.function_status()
+    except (kb.KindError, httpx.HTTPError) as exc:
+        _err("status", str(exc))
+        return 1
+    finally:
+        backend.keep_cluster = True
+        backend.teardown()
+    forward = kind_forward.read(backend.workdir)
+    gateway = {
+        "url": f"http://127.0.0.1:{forward['port']}" if forward else None,
+        "forward_running": forward is not None,
+        "healthy": bool(forward) and kind_forward.gateway_healthy(int(forward["port"])),
+    }
+    short = [s for s in statuses if int(s.get("availableReplicas") or 0) < 1]
+    if args.json:
+        document = {
+            "backend": "kind",
+            "cluster": backend.cluster_name,
+            "left_running_by_up": backend.left_up,
+            "gateway": gateway,
+            "functions": statuses,
+        }
+        print(json.dumps(document, indent=2, default=str))
+    else:
+        where = gateway["url"] or "no port-forward running (`./vsearch up --backend kind`)"
+        print(f"kind cluster {backend.cluster_name!r}; gateway {where}")
+        print(f"{'function':<16} {'avail':<5} {'ready':>5}  {'min-max':<7} {'ooms':>4}  "
+              f"{'image':<20} calls")  # fmt: skip
+        for s in sorted(statuses, key=lambda s: str(s.get("name"))):
+            print(_row(s))
+    return 1 if short or not statuses else 0
