@@ -151,7 +151,7 @@ def up(args: argparse.Namespace) -> int:
     )
     opts = f"{name_opt}{workdir_opt}"
     print(f"kind cluster {backend.cluster_name!r} is up ({len(ready)} functions ready)")
-    print(f"  gateway      {url}   (OpenFaaS CE; the port-forward keeps running: {url}/healthz)")
+    print(f"  gateway      {url}   (OpenFaaS CE, basic auth on /system/*; forward kept running)")
     print(f"  functions    {', '.join(f'{n} x{r}' for n, r in sorted(ready.items()))}")
     print(f"  kubeconfig   {backend.kubeconfig}")
     print(
