@@ -200,8 +200,13 @@ class RegimeRun:
         require_truth: bool = True,
         cores: int | None = None,
         http: Callable[[float], httpx.AsyncClient] = http_client,
+        keep_platform: bool = False,
     ) -> None:
-        """``http(timeout_s)`` makes the load generator's client (tests pass a mock transport)."""
+        """``http(timeout_s)`` makes the load generator's client (tests pass a mock transport).
+
+        ``keep_platform``: ``close()`` leaves the backend deployed, so the next regime with the
+        same declarations can reuse it; the caller tears it down at the end.
+        """
         self.backend = backend
         self.regime = regime
         self.media = media
@@ -211,6 +216,7 @@ class RegimeRun:
         self.require_truth = require_truth
         self.cores = cores or _cores()
         self.http = http
+        self.keep_platform = keep_platform
         self.video_uri: str | None = None
         self.preparation: dict[str, Any] = {}
         self.platform_description: dict[str, Any] = {}
@@ -234,13 +240,27 @@ class RegimeRun:
         self._phase("deploy", f"fresh platform, {warm} min replicas to start")
         self._deployed_at = time.time()
         began = time.monotonic()
+        reused_before = getattr(self.backend, "reused_deploys", 0)
         self.backend.deploy(declarations)
         deploy_s = time.monotonic() - began
+        reused = getattr(self.backend, "reused_deploys", 0) > reused_before
         key = f"bench/{regime.name}-{uuid.uuid4().hex[:8]}/{_safe_name(self.media.path.name)}"
         self.video_uri = self.backend.upload(self.media.path, key)
         self._phase("prepare", _describe_wanted(regime, self.functions))
         prep = prepare(self.backend, regime, self.functions)
-        self.preparation = {"deploy_s": round(deploy_s, 3), **prep}
+        # Cold starts, OOM kills and peak memory count from here, whether the platform is
+        # fresh or reused, so every regime's figures are its own and comparable.
+        start_window = getattr(self.backend, "start_window", None)
+        if callable(start_window):
+            start_window()
+        self.preparation = {
+            "deploy_s": round(deploy_s, 3),
+            "platform_reused": reused,
+            "measurement_window": "from the end of preparation"
+            if callable(start_window)
+            else "from the deploy",
+            **prep,
+        }
         self.platform_description = self.backend.describe()
 
     def load(self) -> RegimeResult:
@@ -250,6 +270,8 @@ class RegimeRun:
         return asyncio.run(self._load())
 
     def close(self) -> None:
+        if self.keep_platform:
+            return
         self._phase("teardown")
         self.backend.teardown()
 
@@ -332,25 +354,30 @@ def run_regimes(
     on_result: Callable[[RegimeResult], None] | None = None,
     require_truth: bool = True,
 ) -> tuple[list[RegimeResult], dict[str, Any]]:
-    """Every regime in turn on a fresh platform; returns the results and the platform's
-    description (from the last deploy). A regime whose preparation fails ends the run."""
+    """Every regime in turn; consecutive regimes with the same declarations share a deploy.
+    Returns the results and the platform's description (from the last deploy). A regime whose
+    preparation fails ends the run."""
     results: list[RegimeResult] = []
     description: dict[str, Any] = {}
-    for regime in regimes:
-        run = RegimeRun(
-            backend,
-            regime,
-            media,
-            declarations=declarations,
-            progress=progress(regime) if progress else None,
-            on_phase=on_phase(regime) if on_phase else None,
-            require_truth=require_truth,
-        )
-        result = run.run()
-        description = run.platform_description or description
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
+    try:
+        for regime in regimes:
+            run = RegimeRun(
+                backend,
+                regime,
+                media,
+                declarations=declarations,
+                progress=progress(regime) if progress else None,
+                on_phase=on_phase(regime) if on_phase else None,
+                require_truth=require_truth,
+                keep_platform=True,
+            )
+            result = run.run()
+            description = run.platform_description or description
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    finally:
+        backend.teardown()
     return results, description
 
 

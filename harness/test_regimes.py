@@ -23,31 +23,44 @@ from harness.stats import summarize
 from harness.synthetic import FUNCTIONS, MIB, synthetic_records
 
 # Figures for the budget check, measured on a busy 2-core host (harness/test_regimes_embedded.py):
-# ~25 s per request when alone, 15 CPU-s each when requests share the cores, a fresh deploy per
-# regime (warm: every model loads, 30-55 s; cold: S3 and gateway only), and for a cold regime
-# ~90 s of replica starts (segment-speech alone takes 30-40 s to import) before anything runs.
+# ~25 s per request when alone, 15 CPU-s each when requests share the cores, a deploy (warm:
+# every model loads, 30-55 s; cold: S3 and gateway only) unless the previous regime had the same
+# declarations, and for a cold regime ~90 s of replica starts before anything runs.
 REQUEST_S = 25.0
 CPU_S = 15.0
 CORES = 2
 DEPLOY_WARM_S = 45.0
 DEPLOY_COLD_S = 5.0
 COLD_STARTS_S = 90.0
-#: What `./vsearch test` runs by default; the rest are marked slow (see the embedded test).
-DEFAULT_REGIMES = ("warm-steady", "cold-burst")
-CI_BUDGET_S = 600.0
+#: All five regimes run in `./vsearch test`; the issue's budget is "about 10 minutes".
+CI_BUDGET_S = 660.0
 
 
-def _estimate_s(regime: Regime) -> float:
+def _estimate_s(regime: Regime, *, deploy: bool = True) -> float:
     schedule = regime.schedule()
     n = len(schedule)
     cold = regime.preparation.verify == "zero"
-    prepare = DEPLOY_COLD_S + COLD_STARTS_S if cold else DEPLOY_WARM_S
+    if cold:
+        prepare = (DEPLOY_COLD_S if deploy else 0.0) + COLD_STARTS_S
+    else:
+        prepare = DEPLOY_WARM_S if deploy else 0.0
     return prepare + max(schedule[-1] + REQUEST_S, n * CPU_S / CORES + REQUEST_S / 2)
+
+
+def _estimate_set_s(regimes: list[Regime]) -> float:
+    """In file order, a regime with the previous one's declarations reuses its deploy."""
+    total, previous = 0.0, None
+    for regime in regimes:
+        declarations = regime.preparation.declarations
+        total += _estimate_s(regime, deploy=declarations != previous)
+        previous = declarations
+    return total
 
 
 def test_default_regimes_load() -> None:
     rs = load_regimes()
-    assert rs.names == ["warm-steady", "cold-burst", "warm-burst", "cold-steady", "overload"]
+    # Ordered so that warm-burst reuses warm-steady's deploy.
+    assert rs.names == ["warm-steady", "warm-burst", "overload", "cold-burst", "cold-steady"]
     assert rs.get("cold-burst").preparation.verify == "zero"
     assert rs.get("warm-steady").preparation.replicas_for("transcribe") == 1
     assert rs.get("cold-burst").preparation.replicas_for("search") == 0
@@ -60,15 +73,19 @@ def test_default_regimes_load() -> None:
 
 
 def test_small_sizes_fit_the_time_budget() -> None:
-    small = load_regimes().resolve("small")
-    assert len(small[0].schedule()) == 4  # warm-steady: 4 at 0.03/s (1 warm-up)
-    assert len(small[1].schedule()) == 3  # cold-burst: 3 at once
-    over = small[4].schedule()
-    assert len(over) == 8 and over[-1] <= 4.0  # overload: 8 in 4 s
-    default = sum(_estimate_s(r) for r in small if r.name in DEFAULT_REGIMES)
-    assert default < CI_BUDGET_S, f"the default regimes need ~{default:.0f}s"
-    # The full set does not fit (measured: 12.5 min), which is why the rest are marked slow.
-    assert sum(_estimate_s(r) for r in small) > default
+    small = {r.name: r for r in load_regimes().resolve("small")}
+    assert len(small["warm-steady"].schedule()) == 4  # 4 at 0.03/s (1 warm-up)
+    assert len(small["cold-burst"].schedule()) == 3  # 3 at once
+    over = small["overload"].schedule()
+    assert len(over) == 8 and over[-1] <= 4.0  # 8 in 4 s
+    steady = small["cold-steady"].schedule()
+    # Requests further apart than a cold request plus the 5 s idle: each meets cold functions.
+    assert len(steady) == 2 and steady[1] - steady[0] >= 55
+    ordered = list(small.values())
+    total = _estimate_set_s(ordered)
+    assert total < CI_BUDGET_S, f"the regimes need ~{total:.0f}s"
+    # Sharing warm-steady's deploy with warm-burst is part of what makes the set fit.
+    assert total < sum(_estimate_s(r) for r in ordered)
 
 
 def test_sizes_scale_counts() -> None:

@@ -1,15 +1,15 @@
 """Every deployment regime of regimes.yaml, for real, on the embedded platform.
 
-One parametrised test per regime (ids = regime names: ``pytest harness -k warm-steady``), each
-on a freshly deployed platform so its peak memory is its own. pytest-benchmark times the load
+One parametrised test per regime (ids = regime names: ``pytest harness -k warm-steady``), in
+the file's order. Consecutive regimes with the same declarations share one deploy (a warm one
+loads every model); the gateway's measurement window restarts after each preparation, so every
+regime's cold starts, OOM kills and peak memory are its own. pytest-benchmark times the load
 phase (deploy, scale and verify are ``pedantic``'s setup) and stores the summary figures in
 ``extra_info``, so ``pytest harness -k cold-burst --benchmark-enable --benchmark-json=x.json``
 gives JSON that ``pytest-benchmark compare`` reads. A missed threshold fails the test with the
 Violation messages (which function, which figure, which limit).
 
-By default (``./vsearch test``, CI) only warm-steady and cold-burst run: ~5 minutes on 2 cores.
-The other regimes are marked slow (``./vsearch test --all`` or ``-m slow``): the full set takes
-~12 minutes, over the CI budget, mostly because each warm regime's deploy loads every model.
+All five run in ``./vsearch test`` (CI): about 10 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -28,18 +28,14 @@ from harness.regimes import Regime, Thresholds, evaluate, load_regimes
 from harness.report import RegimeResult, write_report
 from harness.runner import Media, RegimeRun
 
-DEFAULT_REGIMES = ("warm-steady", "cold-burst")
 REGIMES = load_regimes().resolve("small")
 QUERY = "flour"
-#: Generous: a small regime takes 2-4 minutes; the pytest-wide 600 s would cut a slow CI host.
+#: Generous: a small regime takes 1-4 minutes; the pytest-wide 600 s would cut a slow CI host.
 REGIME_TIMEOUT_S = 900
 
 
 def _param(regime: Regime) -> Any:
-    marks = [pytest.mark.timeout(REGIME_TIMEOUT_S)]
-    if regime.name not in DEFAULT_REGIMES:
-        marks.append(pytest.mark.slow)
-    return pytest.param(regime, id=regime.name, marks=marks)
+    return pytest.param(regime, id=regime.name, marks=[pytest.mark.timeout(REGIME_TIMEOUT_S)])
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +47,13 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
 @pytest.fixture(scope="module")
 def platform_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("regime-platform")
+
+
+@pytest.fixture(scope="module")
+def backend(platform_dir: Path) -> Iterator[EmbeddedBackend]:
+    """One backend for the module: a regime with the previous one's declarations reuses it."""
+    with EmbeddedBackend(platform_dir) as shared:
+        yield shared
 
 
 @pytest.fixture(scope="module")
@@ -105,17 +108,18 @@ def test_regime(
     regime: Regime,
     benchmark: Any,
     media: Media,
-    platform_dir: Path,
+    backend: EmbeddedBackend,
     runs: dict[str, RegimeResult],
     tmp_path: Path,
 ) -> None:
-    run = RegimeRun(EmbeddedBackend(platform_dir), regime, media)
+    run = RegimeRun(backend, regime, media, keep_platform=True)
     try:
-        # setup (deploy, scale, verify) is not timed; close() is ours, not pedantic's teardown,
-        # which pytest-benchmark skips under --benchmark-disable.
+        # setup (deploy or reuse, scale, verify) is not timed.
         result = benchmark.pedantic(run.load, setup=run.setup, rounds=1, iterations=1)
-    finally:
-        run.close()
+    except BaseException:
+        # Whatever state it was left in, the next regime must not inherit it.
+        backend.teardown()
+        raise
     runs[regime.name] = result
     benchmark.extra_info.update(summary_figures(result))
     # $VSEARCH_REGIME_REPORTS keeps the reports (CI artifacts, `./vsearch report DIR...`).

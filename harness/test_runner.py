@@ -265,6 +265,56 @@ def test_regime_run_end_to_end(tmp_path: Path) -> None:
     assert run_report([files["results"].parent]) == 0
 
 
+class ReusingBackend(FakeBackend):
+    """Like the embedded backend: the same declarations reuse the running platform."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reused_deploys = 0
+        self._declared: list[FunctionDeclaration] | None = None
+
+    def deploy(self, declarations: list[FunctionDeclaration]) -> None:
+        if self.deployed and declarations == self._declared:
+            self.calls.append(("reuse",))
+            self.reused_deploys += 1
+            return
+        super().deploy(declarations)
+        self._declared = list(declarations)
+
+    def start_window(self) -> None:
+        self.calls.append(("start_window",))
+
+
+def test_regimes_with_the_same_declarations_share_a_deploy(tmp_path: Path) -> None:
+    backend = ReusingBackend()
+    media = Media(path=tmp_path / "demo.mp4", query="flour", truth=demo_truth())
+    preps = []
+    for name in ("warm-steady", "warm-burst"):
+        run = RegimeRun(
+            backend,
+            _regime(
+                name, count=2, **({"rate": 50.0, "warmup": 0} if name == "warm-steady" else {})
+            ),
+            media,
+            declarations=_declarations(),
+            cores=2,
+            http=lambda timeout: httpx.AsyncClient(transport=httpx.MockTransport(_orchestrator)),
+            keep_platform=True,
+        )
+        result = run.run()
+        assert result.passed, result.violations
+        preps.append(result.preparation or {})
+    kinds = [c[0] for c in backend.calls]
+    assert kinds.count("deploy") == 1 and kinds.count("reuse") == 1
+    assert "teardown" not in kinds, "keep_platform: the caller tears down"
+    # The window starts after each preparation's scaling, before the load.
+    for start in (i for i, k in enumerate(kinds) if k == "start_window"):
+        assert kinds[start - 1] == "scale" or kinds[start - 1] == "upload", kinds
+    assert kinds.count("start_window") == 2
+    assert [p["platform_reused"] for p in preps] == [False, True]
+    assert preps[1]["measurement_window"] == "from the end of preparation"
+
+
 def test_regime_run_tears_down_when_preparation_fails(tmp_path: Path) -> None:
     backend = FakeBackend(stuck={"search": 0})
     run = RegimeRun(

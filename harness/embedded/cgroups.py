@@ -61,6 +61,10 @@ class ReplicaGroup(Protocol):
 
     def oom_kills(self) -> int: ...
 
+    def reset_peak(self) -> None:
+        """Start a new high-water mark at the current usage (a new measurement window)."""
+        ...
+
     def remove(self) -> None: ...
 
 
@@ -340,6 +344,10 @@ class V1Group:
     def oom_kills(self) -> int:
         return _read_key(self.dirs["memory"] / "memory.oom_control", "oom_kill") or 0
 
+    def reset_peak(self) -> None:
+        # v1 documents writing 0 to max_usage_in_bytes as "reset to the current usage".
+        (self.dirs["memory"] / "memory.max_usage_in_bytes").write_text("0")
+
     def remove(self) -> None:
         errors = []
         for group in {d.resolve() for d in self.dirs.values() if d.exists()}:
@@ -359,6 +367,9 @@ class V2Group:
         self.path = path
         self.memory_limit_bytes: int | None = memory_limit_bytes
         self._sampled_peak = 0
+        #: After a reset the kernel's memory.peak still holds the old maximum (a write resets it
+        #: only for the writing file descriptor, Linux 6.12+), so sampling takes over.
+        self._sampled_only = False
 
     @classmethod
     def create(
@@ -396,7 +407,7 @@ class V2Group:
     def stats(self) -> GroupStats:
         current = _read_int(self.path / "memory.current") or 0
         # memory.peak exists from Linux 5.19; before that the sampled maximum is the best we have.
-        peak = _read_int(self.path / "memory.peak")
+        peak = None if self._sampled_only else _read_int(self.path / "memory.peak")
         self._sampled_peak = max(self._sampled_peak, current)
         usage_us = _read_key(self.path / "cpu.stat", "usage_usec") or 0
         return GroupStats(
@@ -408,6 +419,10 @@ class V2Group:
 
     def oom_kills(self) -> int:
         return _read_key(self.path / "memory.events", "oom_kill") or 0
+
+    def reset_peak(self) -> None:
+        self._sampled_only = True
+        self._sampled_peak = _read_int(self.path / "memory.current") or 0
 
     def remove(self) -> None:
         _kill_and_rmdir(self.path, self.path / "cgroup.procs")
@@ -448,6 +463,10 @@ class SampledGroup:
 
     def oom_kills(self) -> int:
         return 0
+
+    def reset_peak(self) -> None:
+        self._peak = 0
+        self._peak = self.stats().memory_bytes
 
     def remove(self) -> None:
         self._proc = None

@@ -117,6 +117,10 @@ class GatewayClient:
         params = {"replica": replica} if replica else {}
         return dict(self._system("POST", f"/system/kill-replica/{name}", params=params))
 
+    def reset_window(self) -> dict[str, Any]:
+        """Start a new measurement window: run totals to zero, peak memory from now on."""
+        return dict(self._system("POST", "/system/reset-window"))
+
     def metrics(self) -> str:
         response = self._http.get("/metrics")
         response.raise_for_status()

@@ -4,7 +4,9 @@ Routes (OpenFaaS names and semantics unless marked "ours"):
 - `/function/{name}[/{path}]` any method: proxied to the least-loaded ready replica;
 - `/async-function/{name}[/{path}]`: 202 + X-Call-Id, result POSTed to a loopback X-Callback-Url;
 - `/system/functions`, `/system/function/{name}`, `/system/scale-function/{name}` (0 allowed),
-  `/system/info`, and ours: `/system/events`, `/system/kill-replica/{name}`; all basic auth;
+  `/system/info`, and ours: `/system/events`, `/system/kill-replica/{name}`,
+  `/system/reset-window` (run totals and peak memory start again, for one deploy serving
+  several benchmark regimes); all basic auth;
 - `/healthz`, `/metrics` (Prometheus text).
 
 Proxied answers carry X-Vsearch-Replica, X-Vsearch-Queue-Seconds and, when the call waited for
@@ -199,6 +201,7 @@ class Gateway:
             Route("/system/info", self.info, methods=["GET"]),
             Route("/system/events", self.list_events, methods=["GET"]),
             Route("/system/kill-replica/{name}", self.kill_replica, methods=["POST"]),
+            Route("/system/reset-window", self.reset_window, methods=["POST"]),
         ]
         app = Starlette(
             routes=routes,
@@ -561,6 +564,12 @@ class Gateway:
         return JSONResponse(
             {"function": replica_set.name, "replica": replica.name, "pid": replica.pid}
         )
+
+    async def reset_window(self, request: Request) -> Response:
+        """Ours: a new measurement window for every function (counters 0, peaks from now)."""
+        for replica_set in self.sets.values():
+            replica_set.reset_window()
+        return JSONResponse({"reset": list(self.sets), "time": time.time()})
 
     async def not_supported(self, request: Request) -> Response:
         return _error(

@@ -23,6 +23,7 @@ EventType = Literal[
     "cold_start",
     "scaled",
     "scaled_to_zero",
+    "window_reset",
 ]
 
 

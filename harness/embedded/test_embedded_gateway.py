@@ -531,3 +531,38 @@ def test_proxy_overhead_is_small(platform: EmbeddedPlatform, http: httpx.Client)
     overhead = gateway_s - direct_s
     print(f"\nproxy overhead: direct {direct_s * 1e3:.2f} ms, gateway {gateway_s * 1e3:.2f} ms")
     assert overhead < 0.05
+
+
+def test_reset_window_starts_totals_and_peaks_afresh(
+    platform: EmbeddedPlatform, http: httpx.Client
+) -> None:
+    """What lets one deploy serve several regimes: each regime's peak is its own.
+
+    Last in the module: it zeroes the run totals the tests above read.
+    """
+    _ok(http.post("/function/echo", json=_body(allocate_mb=96)))
+
+    def echo() -> dict[str, Any]:
+        return platform.function("echo")["vsearch"]
+
+    deadline = time.monotonic() + 5
+    while echo()["peak_memory_bytes"] < 96 * MiB:
+        assert time.monotonic() < deadline, echo()
+        time.sleep(0.2)
+    assert echo()["replica_starts"] >= 1
+
+    answer = platform.client.reset_window()
+    assert "echo" in answer["reset"]
+    after = echo()
+    print(f"\necho peak after the reset: {after['peak_memory_bytes'] / MiB:.1f} MiB")
+    # The 96 MiB were freed when the call returned: the new peak is about the current usage.
+    assert 0 < after["peak_memory_bytes"] < 80 * MiB, after
+    assert after["cold_starts"] == after["replica_starts"] == after["oom_kills"] == 0
+    assert {e.type for e in platform.client.events()} >= {"window_reset"}
+
+    _ok(http.post("/function/echo", json=_body(allocate_mb=48)))
+    deadline = time.monotonic() + 5
+    while echo()["peak_memory_bytes"] < 48 * MiB:
+        assert time.monotonic() < deadline, echo()
+        time.sleep(0.2)
+    assert echo()["peak_memory_bytes"] < 80 * MiB, "the old 96 MiB peak came back"
