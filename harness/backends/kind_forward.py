@@ -106,8 +106,23 @@ def _ours(pid: int) -> bool:
     return MODULE.encode() in cmdline
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether any live (not zombie) process is in the process group: the forward's kubectl
+    holds the port until it is gone, and it may outlive the supervisor by a moment."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As kubectl (Go) binds: connections of an earlier forward in TIME_WAIT do not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -144,11 +159,11 @@ def stop(workdir: Path, *, timeout_s: float = 10.0) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _ours(pid):
+    while time.monotonic() < deadline and _group_alive(pid):
         time.sleep(0.1)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it when it was started by this process
-    if _ours(pid):
+    if _group_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
     return True

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,6 +60,18 @@ def _up_args(world: FakeCluster, port: int) -> list[str]:
         "up", *_kind_args(world), "--registry", world.registry, "--image-tag", TAG,
         "--manifests-dir", str(world.manifests), "--timeout", "20", "--gateway-port", str(port),
     ]  # fmt: skip
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid) and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
 
 
 def _pid_alive(pid: int) -> bool:
@@ -113,6 +127,20 @@ def test_kind_up_status_bench_reuse_down(tmp_path: Path) -> None:
         table = vsearch("status", *_kind_args(world))
         assert table.returncode == 0 and "orchestrator" in table.stdout
 
+        # The gateway pod going away ends kubectl's forward: the supervisor starts another.
+        (kubectl,) = _children(record["pid"])
+        os.kill(kubectl, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if _children(record["pid"]) not in ([], [kubectl]) and kind_forward.gateway_healthy(
+                port
+            ):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError((world.workdir / kind_forward.LOG_FILE).read_text())
+        assert "exited -9; again in" in (world.workdir / kind_forward.LOG_FILE).read_text()
+
         # bench --backend kind builds its backend from the same options: it attaches to the
         # cluster up left (no cluster, registry, image or chart work), redeploys the functions
         # with the regime's declarations, and leaves the cluster running afterwards.
@@ -142,6 +170,19 @@ def test_kind_up_status_bench_reuse_down(tmp_path: Path) -> None:
         assert sum(t == "gateway put" for t in reuse) == len(load().names)
         assert world.state()["clusters"] == ["vsearch"]
         assert world.errors() == []
+
+        # `up` again is the whole deploy on the same cluster (images pushed again, nothing
+        # created), and the port-forward is restarted.
+        before = len(world.calls())
+        again = vsearch(*_up_args(world, port))
+        assert again.returncode == 0, again.stderr
+        redo = _milestones(world.calls()[before:])
+        assert any(t.startswith("docker push") for t in redo)
+        assert any(t.startswith("helm upgrade") for t in redo)
+        assert not any(t.startswith(("kind create", "docker run", "kubectl create")) for t in redo)
+        assert not _pid_alive(record["pid"])
+        record = kind_forward.read(world.workdir)
+        assert record is not None and record["port"] == port
 
         pid = record["pid"]
         down = vsearch("down", *_kind_args(world))
@@ -195,3 +236,13 @@ def test_kind_commands_name_missing_tools_in_one_line(tmp_path: Path) -> None:
         assert "https://docs.docker.com/engine/install/" in line
         assert "kind v" not in line and "helm v" not in line
     assert fake.read_log(tmp_path / "calls.jsonl") == []  # nothing ran
+
+
+def test_kind_gateway_port_in_use_is_named(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(kind_forward.ForwardError, match=f"127.0.0.1:{port} is in use"):
+            kind_forward.start(tmp_path, kubeconfig=tmp_path / "k", context="kind-x", port=port)
+    assert not (tmp_path / kind_forward.PID_FILE).exists()

@@ -117,6 +117,9 @@ def up(args: argparse.Namespace) -> int:
         f"{backend.workdir / 'commands.log'}",
         file=err,
     )
+    # `up` always does the whole deploy, even on a cluster an earlier `up` left: images rebuilt
+    # under the same tag must be pushed again (attaching is for bench and status).
+    backend.left_up = False
     try:
         backend.deploy()
     except (kb.KindError, TimeoutError, httpx.HTTPError) as exc:
@@ -169,6 +172,12 @@ def down(args: argparse.Namespace) -> int:
 
     workdir = Path(args.workdir)
     stopped = kind_forward.stop(workdir)
+    if not (workdir / kb.STATE_FILE).exists():
+        print(
+            f"vsearch down: nothing to take down: no `up --backend kind` state in {workdir}",
+            file=sys.stderr,
+        )
+        return 0
     if stopped:
         print("vsearch down: stopped the gateway port-forward", file=sys.stderr)
     backend = kb.KindBackend(cluster_name=args.cluster_name, workdir=workdir)
