@@ -8,6 +8,7 @@ the detached gateway port-forward, and what the user is told, including the fail
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -81,8 +83,18 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def cli_world(tmp: Path) -> Iterator[FakeCluster]:
+    """The fake world; the detached forward `up` starts is stopped even when a test fails."""
+    with fake_world(tmp) as world:
+        try:
+            yield world
+        finally:
+            kind_forward.stop(world.workdir)
+
+
 def test_kind_up_status_bench_reuse_down(tmp_path: Path) -> None:
-    with fake_world(tmp_path) as world:
+    with cli_world(tmp_path) as world:
         port = _free_port()
         up = vsearch(*_up_args(world, port))
         assert up.returncode == 0, up.stderr
@@ -206,7 +218,7 @@ def test_kind_up_status_bench_reuse_down(tmp_path: Path) -> None:
 
 
 def test_kind_up_failure_collects_pod_logs(tmp_path: Path) -> None:
-    with fake_world(tmp_path) as world:
+    with cli_world(tmp_path) as world:
         world.update(local_images=[])  # the build's images are not in the Docker engine
         up = vsearch(*_up_args(world, _free_port()))
         assert up.returncode == 3
