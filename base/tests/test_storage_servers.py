@@ -50,13 +50,15 @@ def _token(n: int) -> str:
 
 @pytest.fixture(scope="module")
 def minio_store() -> Iterator[ObjectStore]:
-    # Ryuk (the reaper container) is another image to pull; the context manager removes ours.
-    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     try:
         from docker.errors import DockerException
         from testcontainers.community.minio import MinioContainer
+        from testcontainers.core.config import testcontainers_config
     except ImportError as exc:
         pytest.skip(f"testcontainers[minio] is not installed ({exc.name}): ./vsearch re-syncs")
+    # TESTCONTAINERS_RYUK_DISABLED=true, set on the configuration itself (it reads the variable
+    # once): Ryuk, the reaper container, is one more image to pull; we stop ours in `finally`.
+    testcontainers_config.ryuk_disabled = True
     image = minio_image()
     user, password = _token(16), _token(32)
     try:
