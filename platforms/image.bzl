@@ -5,6 +5,7 @@
       + :code    (py_layer)              the function's Python package under /app
     = :image (oci_image)  -> :index (oci_image_index, linux/amd64 + linux/arm64)
       :load (oci_load, `docker load` tarball of the build machine's architecture)
+      :load_arm64 (the same for linux/arm64, run under qemu by //platforms/tests:image_run_test)
       :push (oci_push of the index)      :image_test (structure test of both architectures)
 
 Everything loaded here exists in both Bazel modes: @rules_oci and @rules_python are the real
@@ -54,6 +55,36 @@ FORBIDDEN = [
     "*.pem.key",
 ]
 
+def _to_platform_impl(settings, attr):
+    # The same value the index's split transition sets, so both share one configuration (and
+    # the arm64 image is built once, not once per consumer).
+    return {"//command_line_option:platforms": str(attr.platform)}
+
+_to_platform = transition(
+    implementation = _to_platform_impl,
+    inputs = [],
+    outputs = ["//command_line_option:platforms"],
+)
+
+def _platform_image_impl(ctx):
+    image = ctx.attr.image
+    if type(image) == "list":  # Bazel 4 hands a transitioned label attribute over as a list
+        image = image[0]
+    files = image[DefaultInfo].files
+    return [DefaultInfo(files = files, runfiles = ctx.runfiles(transitive_files = files))]
+
+platform_image = rule(
+    implementation = _platform_image_impl,
+    doc = "`image` built for one target `platform` (e.g. the arm64 image on an amd64 machine).",
+    attrs = {
+        "image": attr.label(mandatory = True, cfg = _to_platform),
+        "platform": attr.label(mandatory = True),
+        "_allowlist_function_transition": attr.label(
+            default = "@bazel_tools//tools/allowlists/function_transition_allowlist",
+        ),
+    },
+)
+
 def image_structure_test(name, index, expect_files = [], function = None, module = None, base_index = None, tags = [], **kwargs):
     """Checks an index: amd64 + arm64, config (entrypoint, user, env, port), files present/absent."""
     args = ["--index", "$(rootpath %s)" % index]
@@ -87,8 +118,7 @@ def function_image(
         requirements = "requirements.in",
         expect_files = [],
         warmup = None,
-        warmup_env = {},
-        run_test = False):
+        warmup_env = {}):
     """The image set of function `name` (manifests/functions.yaml), entrypoint python3 -m module.
 
     exec_timeout, max_inflight and env must equal the function's entry in
@@ -147,11 +177,28 @@ def function_image(
         output_group = "tarball",
         visibility = ["//visibility:public"],
     )
+    platform_image(
+        name = "image_arm64",
+        image = ":image",
+        platform = Label("//platforms:linux_arm64"),
+    )
+    oci_load(
+        name = "load_arm64",
+        image = ":image_arm64",
+        repo_tags = ["vsearch/%s:latest-arm64" % name],
+    )
+    native.filegroup(
+        name = "tarball_arm64",
+        srcs = [":load_arm64"],
+        output_group = "tarball",
+        visibility = ["//visibility:public"],
+    )
     oci_push(
         name = "push",
         image = ":index",
         remote_tags = ["latest"],
         repository = "%s/%s" % (REGISTRY, name),
+        visibility = ["//visibility:public"],
     )
     image_structure_test(
         name = "image_test",
@@ -165,15 +212,3 @@ def function_image(
             "/app/%s/__main__.py" % module.replace(".", "/"),
         ] + expect_files,
     )
-    if run_test:
-        py_test(
-            name = "run_test",
-            srcs = [Label("//platforms/tests:image_run_test.py")],
-            main = Label("//platforms/tests:image_run_test.py"),
-            args = ["--tarball", "$(rootpath :tarball)", "--tag", "vsearch/%s:latest" % name],
-            data = [":tarball"],
-            python_version = "PY3",
-            size = "large",
-            # Starts a private dockerd as root: outside the sandbox, one at a time.
-            tags = ["local", "exclusive", "requires-docker"],
-        )

@@ -1,4 +1,8 @@
-"""Run part of the repository's pytest suite from Bazel: run_pytest.py [pytest args...].
+"""Run part of the repository's pytest suite from Bazel: run_pytest.py [--env=NAME=PATH...] [args].
+
+Each leading `--env=NAME=PATH` exports NAME as the absolute path of the runfile PATH (a
+`$(rootpath ...)`), so a test can find the files Bazel built for it (image tarballs...); the
+remaining arguments go to pytest.
 
 The suite needs the project's Python environment (.venv, made by ./vsearch from the locks) and
 the source tree (media tools, embedded S3 server...), so this runs outside the sandbox (the
@@ -33,7 +37,22 @@ def skip(reason: str) -> int:
     return 0
 
 
+def runfile(path: str) -> Path:
+    for base in (os.environ.get("RUNFILES_DIR"), os.environ.get("TEST_SRCDIR")):
+        if base:
+            for ws in (os.environ.get("TEST_WORKSPACE", ""), "_main", "vsearch", "__main__"):
+                candidate = Path(base) / ws / path
+                if ws and candidate.exists():
+                    return candidate.resolve()
+    raise SystemExit(f"run_pytest: no runfile {path}")
+
+
 def main() -> int:
+    argv = sys.argv[1:]
+    exported: dict[str, str] = {}
+    while argv and argv[0].startswith("--env="):
+        name, _, path = argv.pop(0).removeprefix("--env=").partition("=")
+        exported[name] = str(runfile(path))
     root = source_root()
     python = Path(os.environ.get("VSEARCH_PYTHON_ENV", root / ".venv" / "bin" / "python"))
     if not python.exists():
@@ -42,11 +61,12 @@ def main() -> int:
         return skip(f"{python} has no pytest: run ./vsearch once")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "RUNFILES", "PYTHON"))}
     env["PYTHONPATH"] = str(root)
-    args = [str(python), "-m", "pytest", *sys.argv[1:], "-p", "no:cacheprovider"]
+    env.update(exported)
+    args = [str(python), "-m", "pytest", *argv, "-p", "no:cacheprovider"]
     print("run_pytest:", " ".join(args), f"(in {root})", flush=True)
     done = subprocess.run(args, cwd=root, env=env)
     if done.returncode == NO_TESTS_COLLECTED:
-        return skip(f"pytest selected no test ({' '.join(sys.argv[1:])})")
+        return skip(f"pytest selected no test ({' '.join(argv)})")
     return done.returncode
 
 
