@@ -58,6 +58,10 @@ FUNCTIONS = {
 #: As deployed (manifests/README.md): a read-only root with /tmp writable, except segment-speech,
 #: whose numba cache loads only from a writable directory.
 WRITABLE_ROOT = ("segment-speech",)
+#: As OpenFaaS runs functions (setNonRootUser: uid 12000, no group; manifests/README.md), not
+#: as the image's own user 10001, which owns the image's files: what a function writes must be
+#: writable by any uid.
+RUN_AS = "12000"
 #: Cheap enough to run under qemu: ffmpeg, and pure Python.
 EMULATED = ("extract-audio", "search")
 NATIVE = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
@@ -99,7 +103,7 @@ class Figures:
         self.rows.setdefault((function, arch), {}).update(values)
 
     def table(self) -> list[str]:
-        cols = ["load_s", "image_mb", "start_to_health_s", "invoke_s"]
+        cols = ["load_s", "image_mb", "start_to_health_s", "start_to_ready_s", "invoke_s"]
         lines = ["image run tier figures (s, MB):", f"{'function':16}{'arch':8}" + "".join(
             f"{c:>19}" for c in cols)]  # fmt: skip
         for (function, arch), row in self.rows.items():
@@ -246,7 +250,7 @@ def container(
     started = time.monotonic()
     read_only = [] if function in WRITABLE_ROOT else ["--read-only"]
     images.engine.run(
-        "run", "--detach", "--name", name, "--network", "host", *read_only,
+        "run", "--detach", "--name", name, "--network", "host", "--user", RUN_AS, *read_only,
         "--tmpfs", "/tmp", "--platform", f"linux/{arch}", "--env-file", str(env_file),
         tag(function, arch),
     )  # fmt: skip
@@ -268,13 +272,26 @@ def container(
                 time.sleep(0.2)
         figures.add(function, arch, start_to_health_s=time.monotonic() - started)
         assert health.status_code == 200, (health.text, box.logs())
-        assert state["Config"]["User"] == "10001:10001"
+        # Health answers while init (model load) runs beside it; /_/ready once init is done, and
+        # a failed init ends the process.
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                ready = httpx.get(box.url + "/_/ready", timeout=10)
+                if ready.status_code != 503:
+                    break
+            now = json.loads(images.engine.run("inspect", name).stdout)[0]["State"]
+            if not now["Running"]:
+                pytest.fail(f"{name} exited {now['ExitCode']} during init:\n{box.logs()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name}: not ready in {STARTUP_S[mode]} s\n{box.logs()}")
+            time.sleep(0.2)
+        figures.add(function, arch, start_to_ready_s=time.monotonic() - started)
+        assert ready.status_code == 200, (ready.text, box.logs())
         assert state["Config"]["Image"] == tag(function, arch)
         # Under qemu too, the container's own Python sees the image's architecture.
-        machine = images.engine.run(
-            "exec", name, "python3", "-c", "import platform; print(platform.machine())"
-        ).stdout.strip()
-        assert machine == {"amd64": "x86_64", "arm64": "aarch64"}[arch], machine
+        probe = "import os, platform; print(platform.machine(), os.getuid())"
+        seen = images.engine.run("exec", name, "python3", "-c", probe).stdout.split()
+        assert seen == [{"amd64": "x86_64", "arm64": "aarch64"}[arch], RUN_AS], seen
         yield box
     except BaseException:
         print(f"--- {name} log ---\n{box.logs()}")
@@ -288,7 +305,10 @@ def invoke(
 ) -> dict[str, Any]:
     mode = "native" if arch == NATIVE else "emulated"
     t0 = time.monotonic()
-    resp = box.post(body, timeout=INVOKE_TIMEOUT_S[mode])
+    try:
+        resp = box.post(body, timeout=INVOKE_TIMEOUT_S[mode])
+    except httpx.HTTPError as exc:
+        pytest.fail(f"POST / to {function} ({arch}): {exc!r}\n{box.logs()}")
     figures.add(function, arch, invoke_s=time.monotonic() - t0)
     assert resp.status_code == 200, f"{resp.status_code} {resp.text[:2000]}\n{box.logs()}"
     out = resp.json()

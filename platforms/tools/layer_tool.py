@@ -230,9 +230,11 @@ def warm(args, layer: Layer, base_wheels: list[Path], site: str) -> str:
     directory's absolute path, so the files are renamed to the image's paths afterwards.
     """
     if DEB_TO_MACHINE.get(args.deb_arch) != platform.machine():
+        _cache_dir(args, layer)  # empty: the container fills it at its first start
         return f"skipped: target {args.arch} is not this machine's {platform.machine()}"
     python = args.warmup_python
     if not Path(python).exists():
+        _cache_dir(args, layer)
         return f"skipped: {python} not found"
     # The compiled cache records source paths, so the scratch root is a fixed path (one per
     # warmup), not a random temporary directory: two builds then write identical files.
@@ -246,6 +248,18 @@ def warm(args, layer: Layer, base_wheels: list[Path], site: str) -> str:
             return _warm_in(args, layer, base_wheels, site, python, root)
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+#: numba uses a cache directory only if it can create files in it, even to load a valid cache,
+#: and the platform may run the image under another uid than the one that owns the cache
+#: (OpenFaaS's setNonRootUser: 12000): so every uid may write there.
+CACHE_DIR_MODE = 0o777
+
+
+def _cache_dir(args, layer: Layer) -> tuple[int, int]:
+    uid, gid = (int(x) for x in args.warmup_cache_owner.split(":"))
+    layer.add_dir(args.warmup_cache_dir, CACHE_DIR_MODE, uid, gid)
+    return uid, gid
 
 
 _ADDRESS = re.compile(rb"0x7f[0-9a-f]{10}")
@@ -323,15 +337,14 @@ def _warm_in(
         image_path = "/" + os.path.relpath(d, root / "image")
         key = f"{os.path.basename(d)}_{hashlib.sha1(d.encode()).hexdigest()}"
         rename[key] = f"{os.path.basename(d)}_{hashlib.sha1(image_path.encode()).hexdigest()}"
-    uid, gid = (int(x) for x in args.warmup_cache_owner.split(":"))
-    layer.add_dir(args.warmup_cache_dir, 0o755, uid, gid)
+    uid, gid = _cache_dir(args, layer)
     n = 0
     for d, _, files in os.walk(cache):
         rel = os.path.relpath(d, cache)
         parts = [] if rel == "." else rel.split(os.sep)
         parts = [rename.get(p, p) for p in parts]
         target_dir = "/".join([args.warmup_cache_dir.rstrip("/"), *parts])
-        layer.add_dir(target_dir, 0o755, uid, gid)
+        layer.add_dir(target_dir, CACHE_DIR_MODE, uid, gid)
         for f in sorted(files):
             data = _stable_addresses((Path(d) / f).read_bytes())
             layer.add_file(f"{target_dir}/{f}", data, 0o644, uid, gid)
