@@ -117,17 +117,10 @@ class EmbeddedBackend:
     def upload(self, path: Path, key: str) -> str:
         env = self.platform.s3_env
         if self._s3_client is None:
-            import boto3  # slow to import; only the benchmark needs it
-            from botocore.config import Config
+            from base.config import StorageSettings  # boto3 is slow to import: on first use
+            from base.storage import ObjectStore
 
-            self._s3_client = boto3.session.Session().client(
-                "s3",
-                endpoint_url=env.get("S3_ENDPOINT_URL"),
-                aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                region_name=env.get("AWS_REGION", "us-east-1"),
-                config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-            )
+            self._s3_client = ObjectStore(StorageSettings.from_env(env)).client
         bucket = env["S3_BUCKET"]
         self._s3_client.upload_file(str(path), bucket, key)
         return f"s3://{bucket}/{key}"

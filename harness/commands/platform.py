@@ -61,15 +61,8 @@ class Connection:
         self.gateway = GatewayClient.from_state_dir(state_dir)
 
     def s3_client(self) -> Any:
-        import boto3
-        from botocore.config import Config
+        # base's store: the same client settings (signing, retries, timeouts) the functions use.
+        from base.config import StorageSettings
+        from base.storage import ObjectStore
 
-        s3 = self.credentials["s3"]
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=s3.get("S3_ENDPOINT_URL"),
-            aws_access_key_id=s3["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=s3["AWS_SECRET_ACCESS_KEY"],
-            region_name=s3.get("AWS_REGION", "us-east-1"),
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-        )
+        return ObjectStore(StorageSettings.from_env(self.credentials["s3"])).client
