@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
 
+    from harness.cluster.command import add_parser as add_platform_parser
+
+    add_platform_parser(sub)
+
     lock = sub.add_parser("lock", help="re-resolve requirements.in into the hashed locks")
     lock.add_argument("--upgrade", action="store_true", help="move every pin to its newest")
     return parser
@@ -193,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except bench_command.UsageError as exc:
             print(f"vsearch {args.command}: {exc}", file=sys.stderr)
             return 2
+    if args.command == "platform":
+        from harness.cluster.command import run as run_platform
+
+        return run_platform(args)
     if args.command == "test":
         from harness.commands.test import run_tests
 

@@ -1,11 +1,13 @@
-"""ObjectStore against two real S3 servers: the embedded SeaweedFS and a MinIO container.
+"""ObjectStore against two real S3 servers: the embedded SeaweedFS and MinIO.
 
 The cluster path stores everything in MinIO, the embedded platform in SeaweedFS; the same
 assertions run against both so a difference between the servers (conditional writes, copy,
-presigned URLs, multipart) shows up here rather than in a cluster run. MinIO runs through
-testcontainers with the image pinned by digest in manifests/minio/minio.yaml (read from there,
-so the tests and the cluster use one pin), and skips with the reason when there is no Docker
-engine or the image cannot be pulled (our CI machines cannot reach quay.io).
+presigned URLs, multipart) shows up here rather than in a cluster run. MinIO is, in order:
+the server `./vsearch platform build minio` built from its pinned Go module (a process on
+loopback with a root account generated per run: harness/cluster/minio_server.py); else a
+testcontainers container of the image pinned by digest in manifests/minio/minio.yaml (read
+from there, so the tests and the cluster use one pin). It skips with both reasons when neither
+is available (our CI machines cannot reach quay.io).
 """
 
 from __future__ import annotations
@@ -48,14 +50,42 @@ def _token(n: int) -> str:
     return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(n))
 
 
+def _built_minio() -> tuple[Path | None, str]:
+    """The MinIO server binary built from its pinned module, or why there is none."""
+    from harness.cluster import builder
+
+    binary = builder.cached("minio")
+    if binary is not None:
+        return binary, ""
+    version = builder.pinned_version(builder.COMPONENTS["minio"])
+    return None, (
+        f"MinIO {version} is not built (./vsearch platform build minio, cache "
+        f"{builder.cache_root()})"
+    )
+
+
 @pytest.fixture(scope="module")
 def minio_store() -> Iterator[ObjectStore]:
+    binary, not_built = _built_minio()
+    if binary is not None:
+        from harness.cluster.minio_server import MinioServer
+
+        with MinioServer(binary, bucket=BUCKET) as server:
+            yield ObjectStore(
+                StorageSettings(
+                    endpoint_url=server.endpoint_url,
+                    bucket=BUCKET,
+                    access_key=SecretStr(server.access_key),
+                    secret_key=SecretStr(server.secret_key),
+                )
+            )
+        return
     try:
         from docker.errors import DockerException
         from testcontainers.community.minio import MinioContainer
         from testcontainers.core.config import testcontainers_config
     except ImportError as exc:
-        pytest.skip(f"testcontainers[minio] is not installed ({exc.name}): ./vsearch re-syncs")
+        pytest.skip(f"{not_built}; testcontainers[minio] is not installed ({exc.name})")
     # TESTCONTAINERS_RYUK_DISABLED=true, set on the configuration itself (it reads the variable
     # once): Ryuk, the reaper container, is one more image to pull; we stop ours in `finally`.
     testcontainers_config.ryuk_disabled = True
@@ -65,7 +95,7 @@ def minio_store() -> Iterator[ObjectStore]:
         container = MinioContainer(image, access_key=user, secret_key=password)
     except DockerException as exc:
         where = os.environ.get("DOCKER_HOST", "unset, so /var/run/docker.sock")
-        pytest.skip(f"no Docker engine (DOCKER_HOST {where}) to run MinIO {image}: {exc}")
+        pytest.skip(f"{not_built}; no Docker engine (DOCKER_HOST {where}) for {image}: {exc}")
     # Newer MinIO releases read the root account from these; the container sets the old names.
     container.with_env("MINIO_ROOT_USER", user).with_env("MINIO_ROOT_PASSWORD", password)
     try:
@@ -74,7 +104,7 @@ def minio_store() -> Iterator[ObjectStore]:
         reason = str(exc).splitlines()[0][:300]
         with contextlib.suppress(DockerException):
             container.stop()  # whatever part of it was created
-        pytest.skip(f"MinIO image {image} could not be pulled or started: {reason}")
+        pytest.skip(f"{not_built}; MinIO image {image} could not be pulled or started: {reason}")
     try:
         endpoint = container.get_config()["endpoint"]
         settings = StorageSettings(

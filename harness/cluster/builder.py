@@ -1,0 +1,319 @@
+"""Build the cluster platform's Go programs from pinned modules, cached under ~/.cache.
+
+Each program has a wrapper module of ours in platforms/cluster/modules/<name>/: a go.mod whose
+``tool`` directive names the program's package and whose requirements pin its module version,
+and the go.sum that checks every module it downloads. Nothing of the programs' code is in the
+repository; ``go build`` fetches it through the Go module proxy (``-mod=readonly``: a go.sum
+that does not match fails the build instead of being rewritten).
+
+Binaries land in ``<cache>/<module>@<version>/<name>`` (cache: ``$VSEARCH_PLATFORM_CACHE`` or
+``~/.cache/vsearch-platform``) with a ``build.json`` record beside them; a later build with the
+same record (module, version, go.sum, Go version, flags) reuses the binary. Go's own build cache
+for these builds is private to the platform cache (``<cache>/go-build``), so that the figures of
+a cold build are those of a fresh machine. Every build runs under ``nice -n 19``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES_DIR = ROOT / "platforms" / "cluster" / "modules"
+DEFAULT_GO = "/usr/local/go/bin/go"
+
+log = logging.getLogger("vsearch.platform")
+
+
+class PlatformBuildError(RuntimeError):
+    """A program could not be built (the message carries go's own error)."""
+
+
+class Component(BaseModel):
+    """One Go program of the platform and how to link it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str  # binary name and wrapper directory under platforms/cluster/modules/
+    module: str  # the Go module that holds the program
+    package: str  # the main package, as named by the wrapper's tool directive
+    # -X flags, formatted with {version} (the module version) and, from a pseudo-version, the
+    # commit's UTC {time} (RFC 3339), {tag} (MinIO's 2006-01-02T15-04-05Z), {year} and {commit}
+    # (its 12-hex-digit prefix).
+    x_flags: tuple[str, ...] = ()
+    note: str = ""
+    modules_dir: Path = MODULES_DIR
+
+    @property
+    def wrapper_dir(self) -> Path:
+        return self.modules_dir / self.name
+
+
+COMPONENTS: dict[str, Component] = {
+    c.name: c
+    for c in (
+        Component(
+            name="minio",
+            module="github.com/minio/minio",
+            package="github.com/minio/minio",
+            x_flags=(
+                "github.com/minio/minio/cmd.Version={time}",
+                "github.com/minio/minio/cmd.ReleaseTag=DEVELOPMENT.{tag}",
+                "github.com/minio/minio/cmd.CopyrightYear={year}",
+                "github.com/minio/minio/cmd.CommitID={commit}",
+                "github.com/minio/minio/cmd.ShortCommitID={commit}",
+            ),
+            note="no semver tags; the proxy serves only the archived repository's last commit "
+            "(RELEASE.2025-10-15T17-29-55Z + 11 commits), see manifests/README.md",
+        ),
+        Component(
+            name="mc",
+            module="github.com/minio/mc",
+            package="github.com/minio/mc",
+            x_flags=(
+                "github.com/minio/mc/cmd.Version={time}",
+                "github.com/minio/mc/cmd.ReleaseTag=DEVELOPMENT.{tag}",
+                "github.com/minio/mc/cmd.CopyrightYear={year}",
+                "github.com/minio/mc/cmd.CommitID={commit}",
+                "github.com/minio/mc/cmd.ShortCommitID={commit}",
+            ),
+            note="no semver tags; the proxy serves one commit of 2025-03-13",
+        ),
+    )
+}
+
+PSEUDO = re.compile(r"^v\d+\.\d+\.\d+-(?:\d+\.)?(\d{14})-([0-9a-f]{12})$")
+
+
+class BuildRecord(BaseModel):
+    """What was built, from what, how long it took; build.json beside the binary."""
+
+    name: str
+    module: str
+    version: str
+    package: str
+    go_version: str
+    go_sum_sha256: str
+    ldflags: str
+    binary_sha256: str
+    build_seconds: float
+    built_at: float
+
+
+class BuildResult(BaseModel):
+    record: BuildRecord
+    binary: Path
+    reused: bool
+    seconds: float  # this call's wall time (the build, or the check that reused it)
+
+
+def cache_root() -> Path:
+    configured = os.environ.get("VSEARCH_PLATFORM_CACHE")
+    if configured:
+        return Path(configured)
+    return Path.home() / ".cache" / "vsearch-platform"
+
+
+def find_go() -> str:
+    found = shutil.which("go")
+    if found:
+        return found
+    if Path(DEFAULT_GO).is_file():
+        return DEFAULT_GO
+    raise PlatformBuildError(f"no go on PATH nor at {DEFAULT_GO}")
+
+
+def pinned_version(component: Component) -> str:
+    """The version the wrapper's go.mod requires for the component's module."""
+    go_mod = (component.wrapper_dir / "go.mod").read_text()
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(component.module)}\s+(\S+)", go_mod, re.M)
+    if not match:
+        raise PlatformBuildError(
+            f"{component.wrapper_dir}/go.mod does not require {component.module}"
+        )
+    if f"tool {component.package}" not in go_mod:
+        raise PlatformBuildError(f"{component.wrapper_dir}/go.mod has no tool {component.package}")
+    return match.group(1)
+
+
+def ldflags(component: Component, version: str) -> str:
+    flags = ["-s", "-w"]
+    pseudo = PSEUDO.match(version)
+    fields = {"version": version, "time": version, "tag": version, "year": "", "commit": version}
+    if pseudo:
+        stamp, commit = pseudo.groups()
+        t = time.strptime(stamp, "%Y%m%d%H%M%S")
+        fields = {
+            "version": version,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", t),
+            "tag": time.strftime("%Y-%m-%dT%H-%M-%SZ", t),
+            "year": time.strftime("%Y", t),
+            "commit": commit,
+        }
+    flags += [f"-X {flag.format(**fields)}" for flag in component.x_flags]
+    return " ".join(flags)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def go_env(cache: Path, gocache: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        GOTOOLCHAIN="local",  # never download another Go: the one here builds or fails
+        GOFLAGS="-mod=readonly -buildvcs=false",
+        CGO_ENABLED="0",  # static binaries, runnable FROM scratch
+        GOCACHE=str(gocache or cache / "go-build"),
+    )
+    return env
+
+
+def go_version(go: str) -> str:
+    out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def binary_dir(component: Component, version: str, cache: Path) -> Path:
+    return cache / f"{component.module}@{version}"
+
+
+def cached(which: str | Component, *, cache: Path | None = None) -> Path | None:
+    """The pinned build of a component if the cache has it (no Go needed), else None."""
+    component = COMPONENTS[which] if isinstance(which, str) else which
+    where = binary_dir(component, pinned_version(component), cache or cache_root())
+    binary, record = where / component.name, where / "build.json"
+    if binary.is_file() and os.access(binary, os.X_OK) and record.is_file():
+        return binary
+    return None
+
+
+def cached_record(which: str | Component, *, cache: Path | None = None) -> BuildRecord | None:
+    binary = cached(which, cache=cache)
+    if binary is None:
+        return None
+    return BuildRecord.model_validate_json((binary.parent / "build.json").read_text())
+
+
+def build(
+    which: str | Component,
+    *,
+    cache: Path | None = None,
+    go: str | None = None,
+    force: bool = False,
+    gocache: Path | None = None,
+) -> BuildResult:
+    """Build a component at its pinned version, or reuse the cached binary of the same inputs."""
+    began = time.monotonic()
+    component = COMPONENTS[which] if isinstance(which, str) else which
+    name = component.name
+    cache = cache or cache_root()
+    go = go or find_go()
+    version = pinned_version(component)
+    go_sum = component.wrapper_dir / "go.sum"
+    if not go_sum.is_file():
+        raise PlatformBuildError(f"{go_sum} is missing: the pinned modules would go unchecked")
+    flags = ldflags(component, version)
+    wanted = {
+        "module": component.module,
+        "version": version,
+        "package": component.package,
+        "go_version": go_version(go),
+        "go_sum_sha256": _sha256(go_sum),
+        "ldflags": flags,
+    }
+    where = binary_dir(component, version, cache)
+    binary, record_path = where / component.name, where / "build.json"
+    if not force and binary.is_file() and record_path.is_file():
+        record = BuildRecord.model_validate_json(record_path.read_text())
+        same = all(getattr(record, key) == value for key, value in wanted.items())
+        if same and record.binary_sha256 == _sha256(binary):
+            seconds = time.monotonic() - began
+            log.info(
+                json.dumps(
+                    {
+                        "event": "platform_build_reused",
+                        "name": name,
+                        "version": version,
+                        "seconds": round(seconds, 2),
+                    }
+                )
+            )
+            return BuildResult(record=record, binary=binary, reused=True, seconds=seconds)
+    where.mkdir(parents=True, exist_ok=True)
+    partial = where / f".{component.name}.partial"
+    command = [
+        "nice",
+        "-n",
+        "19",
+        go,
+        "build",
+        "-trimpath",
+        "-ldflags",
+        flags,
+        "-o",
+        str(partial),
+        component.package,
+    ]
+    log.info(
+        json.dumps(
+            {"event": "platform_build_start", "name": name, "version": version, "command": command}
+        )
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        command,
+        cwd=component.wrapper_dir,
+        env=go_env(cache, gocache),
+        capture_output=True,
+        text=True,
+    )
+    build_seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        partial.unlink(missing_ok=True)
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-20:])
+        raise PlatformBuildError(
+            f"go build {component.package}@{version} failed (exit {proc.returncode}) "
+            f"after {build_seconds:.0f} s:\n{tail}"
+        )
+    partial.replace(binary)
+    record = BuildRecord(
+        name=name,
+        **wanted,
+        binary_sha256=_sha256(binary),
+        build_seconds=round(build_seconds, 2),
+        built_at=time.time(),
+    )
+    record_path.write_text(record.model_dump_json(indent=2) + "\n")
+    seconds = time.monotonic() - began
+    log.info(
+        json.dumps(
+            {
+                "event": "platform_build_done",
+                "name": name,
+                "version": version,
+                "seconds": round(seconds, 2),
+            }
+        )
+    )
+    return BuildResult(record=record, binary=binary, reused=False, seconds=seconds)
+
+
+def build_all(
+    names: Sequence[str] | None = None, *, cache: Path | None = None, force: bool = False
+) -> list[BuildResult]:
+    return [build(name, cache=cache, force=force) for name in (names or list(COMPONENTS))]

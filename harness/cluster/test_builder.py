@@ -1,0 +1,128 @@
+"""The platform builder: pins read from our wrapper modules, real go builds, cache reuse."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.cluster import builder
+from harness.cluster.builder import COMPONENTS, Component, PlatformBuildError
+
+
+@pytest.mark.parametrize("name", sorted(COMPONENTS))
+def test_every_component_is_pinned_and_checked_by_go_sum(name: str) -> None:
+    component = COMPONENTS[name]
+    version = builder.pinned_version(component)
+    assert builder.PSEUDO.match(version) or version.startswith("v"), version
+    go_sum = (component.wrapper_dir / "go.sum").read_text()
+    # go.sum holds both the module's zip hash and its go.mod hash for the pinned version.
+    assert f"{component.module} {version} h1:" in go_sum
+    assert f"{component.module} {version}/go.mod h1:" in go_sum
+
+
+def test_ldflags_carry_the_commit_of_a_pseudo_version() -> None:
+    flags = builder.ldflags(COMPONENTS["minio"], "v0.0.0-20260212201848-7aac2a2c5b7c")
+    assert "-X github.com/minio/minio/cmd.Version=2026-02-12T20:18:48Z" in flags
+    assert "-X github.com/minio/minio/cmd.CommitID=7aac2a2c5b7c" in flags
+    assert "-X github.com/minio/minio/cmd.ReleaseTag=DEVELOPMENT.2026-02-12T20-18-48Z" in flags
+    assert flags.startswith("-s -w")
+
+
+def _wrapper(tmp_path: Path, message: str = "hello") -> Component:
+    """A wrapper module pinning a local 'third-party' module (replace: no network needed)."""
+    dep = tmp_path / "hello"
+    dep.mkdir()
+    (dep / "go.mod").write_text("module example.com/hello\n\ngo 1.24\n")
+    (dep / "main.go").write_text(
+        'package main\n\nimport "fmt"\n\nvar Version = "unset"\n\n'
+        f'func main() {{ fmt.Println("{message}", Version) }}\n'
+    )
+    modules = tmp_path / "modules"
+    wrapper = modules / "hello"
+    wrapper.mkdir(parents=True)
+    (wrapper / "go.mod").write_text(
+        "module vsearch.local/platform/hello\n\ngo 1.24\n\ntool example.com/hello\n\n"
+        "require example.com/hello v1.2.3\n\nreplace example.com/hello => ../../hello\n"
+    )
+    (wrapper / "go.sum").write_text("")
+    return Component(
+        name="hello",
+        module="example.com/hello",
+        package="example.com/hello",
+        x_flags=("main.Version={version}",),
+        modules_dir=modules,
+    )
+
+
+@pytest.fixture
+def go() -> str:
+    try:
+        return builder.find_go()
+    except PlatformBuildError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def gocache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One Go build cache for these tests: the standard library is compiled once, not per test."""
+    return tmp_path_factory.mktemp("go-build")
+
+
+def test_build_then_reuse_then_rebuild_when_go_sum_changes(
+    tmp_path: Path, go: str, gocache: Path
+) -> None:
+    component = _wrapper(tmp_path)
+    cache = tmp_path / "cache"
+    first = builder.build(component, cache=cache, go=go, gocache=gocache)
+    assert not first.reused
+    assert first.binary == cache / "example.com/hello@v1.2.3" / "hello"
+    out = subprocess.run([str(first.binary)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "hello v1.2.3"  # the pinned version linked in by -X
+    assert first.record.version == "v1.2.3" and first.record.go_version.startswith("go")
+    assert builder.cached(component, cache=cache) == first.binary
+    assert builder.cached(component, cache=tmp_path / "empty") is None
+
+    again = builder.build(component, cache=cache, go=go, gocache=gocache)
+    assert again.reused and again.record == first.record
+
+    # A different go.sum is a different set of inputs: built again, not reused.
+    (component.wrapper_dir / "go.sum").write_text("example.com/other v1.0.0/go.mod h1:x=\n")
+    third = builder.build(component, cache=cache, go=go, gocache=gocache)
+    assert not third.reused and third.record.go_sum_sha256 != first.record.go_sum_sha256
+
+
+def test_a_tampered_binary_is_rebuilt(tmp_path: Path, go: str, gocache: Path) -> None:
+    component = _wrapper(tmp_path)
+    cache = tmp_path / "cache"
+    first = builder.build(component, cache=cache, go=go, gocache=gocache)
+    first.binary.write_bytes(b"#!/bin/sh\necho tampered\n")
+    second = builder.build(component, cache=cache, go=go, gocache=gocache)
+    assert not second.reused
+    assert builder._sha256(second.binary) == first.record.binary_sha256
+
+
+def test_a_failing_build_reports_go_and_leaves_no_binary(
+    tmp_path: Path, go: str, gocache: Path
+) -> None:
+    component = _wrapper(tmp_path)
+    (tmp_path / "hello" / "main.go").write_text("package main\n\nfunc main() { undefined() }\n")
+    cache = tmp_path / "cache"
+    with pytest.raises(PlatformBuildError, match="undefined"):
+        builder.build(component, cache=cache, go=go, gocache=gocache)
+    assert not list((cache / "example.com/hello@v1.2.3").glob("hello*"))
+
+
+def test_a_wrapper_without_go_sum_is_refused(tmp_path: Path, go: str, gocache: Path) -> None:
+    component = _wrapper(tmp_path)
+    (component.wrapper_dir / "go.sum").unlink()
+    with pytest.raises(PlatformBuildError, match=r"go\.sum is missing"):
+        builder.build(component, cache=tmp_path / "cache", go=go, gocache=gocache)
+
+
+def test_go_is_found_for_the_builder() -> None:
+    if shutil.which("go") is None and not Path(builder.DEFAULT_GO).is_file():
+        pytest.skip("no Go toolchain on this machine")
+    assert builder.go_version(builder.find_go()).startswith("go1.")
