@@ -7,10 +7,10 @@ repository; ``go build`` fetches it through the Go module proxy (``-mod=readonly
 that does not match fails the build instead of being rewritten).
 
 Binaries land in ``<cache>/<module>@<version>/<name>`` (cache: ``$VSEARCH_PLATFORM_CACHE`` or
-``~/.cache/vsearch-platform``) with a ``build.json`` record beside them; a later build with the
-same record (module, version, go.sum, Go version, flags) reuses the binary. Go's own build cache
-for these builds is private to the platform cache (``<cache>/go-build``), so that the figures of
-a cold build are those of a fresh machine. Every build runs under ``nice -n 19``.
+``~/.cache/vsearch-platform``) with a ``<name>.build.json`` record beside them; a later build
+with the same record (module, version, go.sum, Go version, flags) reuses the binary. Go's own
+build cache for these builds is private to the platform cache (``<cache>/go-build``), so that
+the figures of a cold build are those of a fresh machine. Every build runs under ``nice -n 19``.
 """
 
 from __future__ import annotations
@@ -52,12 +52,28 @@ class Component(BaseModel):
     # (its 12-hex-digit prefix).
     x_flags: tuple[str, ...] = ()
     note: str = ""
+    wrapper: str = ""  # the wrapper directory's name when it differs from ``name``
     modules_dir: Path = MODULES_DIR
 
     @property
     def wrapper_dir(self) -> Path:
-        return self.modules_dir / self.name
+        return self.modules_dir / (self.wrapper or self.name)
 
+
+KUBERNETES_COMMANDS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "kubectl",
+)
+# What hack/lib/version.sh stamps; without it the binaries report v0.0.0-master.
+K8S_VERSION_FLAGS = tuple(
+    f"{pkg}.{var}"
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+    for var in ("gitVersion={version}", "gitTreeState=clean", "gitMajor=1", "gitMinor=34")
+)
 
 COMPONENTS: dict[str, Component] = {
     c.name: c
@@ -89,6 +105,21 @@ COMPONENTS: dict[str, Component] = {
             ),
             note="no semver tags; the proxy serves one commit of 2025-03-13",
         ),
+        Component(
+            name="etcd",
+            module="go.etcd.io/etcd/v3",
+            package="go.etcd.io/etcd/v3",
+        ),
+        *(
+            Component(
+                name=cmd,
+                wrapper="kubernetes",
+                module="k8s.io/kubernetes",
+                package=f"k8s.io/kubernetes/cmd/{cmd}",
+                x_flags=K8S_VERSION_FLAGS,
+            )
+            for cmd in KUBERNETES_COMMANDS
+        ),
     )
 }
 
@@ -96,7 +127,7 @@ PSEUDO = re.compile(r"^v\d+\.\d+\.\d+-(?:\d+\.)?(\d{14})-([0-9a-f]{12})$")
 
 
 class BuildRecord(BaseModel):
-    """What was built, from what, how long it took; build.json beside the binary."""
+    """What was built, from what, how long it took; <name>.build.json beside the binary."""
 
     name: str
     module: str
@@ -141,7 +172,7 @@ def pinned_version(component: Component) -> str:
         raise PlatformBuildError(
             f"{component.wrapper_dir}/go.mod does not require {component.module}"
         )
-    if f"tool {component.package}" not in go_mod:
+    if not re.search(rf"^\s*(?:tool\s+)?{re.escape(component.package)}\s*$", go_mod, re.M):
         raise PlatformBuildError(f"{component.wrapper_dir}/go.mod has no tool {component.package}")
     return match.group(1)
 
@@ -196,7 +227,7 @@ def cached(which: str | Component, *, cache: Path | None = None) -> Path | None:
     """The pinned build of a component if the cache has it (no Go needed), else None."""
     component = COMPONENTS[which] if isinstance(which, str) else which
     where = binary_dir(component, pinned_version(component), cache or cache_root())
-    binary, record = where / component.name, where / "build.json"
+    binary, record = where / component.name, where / f"{component.name}.build.json"
     if binary.is_file() and os.access(binary, os.X_OK) and record.is_file():
         return binary
     return None
@@ -206,7 +237,9 @@ def cached_record(which: str | Component, *, cache: Path | None = None) -> Build
     binary = cached(which, cache=cache)
     if binary is None:
         return None
-    return BuildRecord.model_validate_json((binary.parent / "build.json").read_text())
+    return BuildRecord.model_validate_json(
+        (binary.parent / f"{binary.name}.build.json").read_text()
+    )
 
 
 def build(
@@ -237,7 +270,7 @@ def build(
         "ldflags": flags,
     }
     where = binary_dir(component, version, cache)
-    binary, record_path = where / component.name, where / "build.json"
+    binary, record_path = where / component.name, where / f"{component.name}.build.json"
     if not force and binary.is_file() and record_path.is_file():
         record = BuildRecord.model_validate_json(record_path.read_text())
         same = all(getattr(record, key) == value for key, value in wanted.items())

@@ -28,6 +28,8 @@ HOST = "127.0.0.1"
 REGION = "us-east-1"
 STOP_TIMEOUT_S = 10.0
 PROBE_KEY = ".vsearch-readiness-probe"
+# Answers that waiting will not change (a server still starting answers 503 or refuses).
+PERMANENT_ERRORS = {"InvalidBucketName", "AccessDenied", "InvalidAccessKeyId"}
 
 
 class MinioServerError(RuntimeError):
@@ -136,6 +138,9 @@ class MinioServer:
                 probe.delete_object(Bucket=self.bucket, Key=PROBE_KEY)
                 return
             except Exception as err:  # connection refused / server initializing: not yet
+                code = getattr(err, "response", {}).get("Error", {}).get("Code")
+                if code in PERMANENT_ERRORS:
+                    raise MinioServerError(f"minio refused the readiness probe: {err}") from err
                 last = err
                 time.sleep(0.2)
         raise MinioServerError(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
 from harness.cluster import builder
-from harness.cluster.minio_server import MinioServer
+from harness.cluster.minio_server import MinioServer, MinioServerError
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +59,35 @@ def test_stop_ends_the_process_and_removes_its_data() -> None:
     assert server.startup_seconds is not None and server.startup_seconds < 60
     server.stop()
     assert proc.poll() is not None and not data_dir.exists()
+
+
+def test_an_invalid_bucket_fails_at_once_with_minios_answer() -> None:
+    binary = builder.cached("minio")
+    if binary is None:
+        pytest.skip("MinIO is not built: ./vsearch platform build minio")
+    with pytest.raises(MinioServerError, match="InvalidBucketName"):
+        MinioServer(binary, bucket="b", startup_timeout=30).start()
+
+
+def test_the_built_mc_administers_the_built_minio(server: MinioServer, tmp_path: Path) -> None:
+    mc = builder.cached("mc")
+    if mc is None:
+        pytest.skip("mc is not built: ./vsearch platform build mc")
+    host = server.endpoint_url.removeprefix("http://")
+    # The alias through the environment: the secret stays out of argv and of mc's config.
+    env = dict(os.environ, MC_HOST_t=f"http://{server.access_key}:{server.secret_key}@{host}")
+
+    def mc_run(*args: str) -> str:
+        done = subprocess.run(
+            [str(mc), "--config-dir", str(tmp_path / "mc"), "--no-color", *args],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    (tmp_path / "x.txt").write_text("made by mc\n")
+    mc_run("mb", "t/mc-bucket")
+    mc_run("cp", str(tmp_path / "x.txt"), "t/mc-bucket/x.txt")
+    assert mc_run("cat", "t/mc-bucket/x.txt") == "made by mc\n"
+    body = server.client().get_object(Bucket="mc-bucket", Key="x.txt")["Body"].read()
+    assert body == b"made by mc\n"
