@@ -107,8 +107,8 @@ COMPONENTS: dict[str, Component] = {
         ),
         Component(
             name="etcd",
-            module="go.etcd.io/etcd/v3",
-            package="go.etcd.io/etcd/v3",
+            module="go.etcd.io/etcd/server/v3",
+            package="go.etcd.io/etcd/server/v3",
         ),
         *(
             Component(
@@ -322,6 +322,14 @@ def build(
         raise PlatformBuildError(
             f"go build {component.package}@{version} failed (exit {proc.returncode}) "
             f"after {build_seconds:.0f} s:\n{tail}"
+        )
+    with open(partial, "rb") as f:
+        magic = f.read(4)
+    if magic != b"\x7fELF":
+        # go build of a non-main package writes an ar archive and succeeds.
+        partial.unlink()
+        raise PlatformBuildError(
+            f"{component.package}@{version} is not a main package: go build wrote no executable"
         )
     partial.replace(binary)
     record = BuildRecord(

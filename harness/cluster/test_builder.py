@@ -126,3 +126,12 @@ def test_go_is_found_for_the_builder() -> None:
     if shutil.which("go") is None and not Path(builder.DEFAULT_GO).is_file():
         pytest.skip("no Go toolchain on this machine")
     assert builder.go_version(builder.find_go()).startswith("go1.")
+
+
+def test_a_library_package_is_refused_not_cached(tmp_path: Path, go: str, gocache: Path) -> None:
+    component = _wrapper(tmp_path)
+    (tmp_path / "hello" / "main.go").write_text("package hello\n\nfunc Hello() {}\n")
+    cache = tmp_path / "cache"
+    with pytest.raises(PlatformBuildError, match="not a main package"):
+        builder.build(component, cache=cache, go=go, gocache=gocache)
+    assert builder.cached(component, cache=cache) is None
