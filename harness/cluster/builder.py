@@ -53,6 +53,7 @@ class Component(BaseModel):
     x_flags: tuple[str, ...] = ()
     note: str = ""
     wrapper: str = ""  # the wrapper directory's name when it differs from ``name``
+    cgo: bool = False  # runc's nsexec is C: the only one not static-by-default
     modules_dir: Path = MODULES_DIR
 
     @property
@@ -119,6 +120,32 @@ COMPONENTS: dict[str, Component] = {
                 x_flags=K8S_VERSION_FLAGS,
             )
             for cmd in KUBERNETES_COMMANDS
+        ),
+        *(
+            Component(
+                name=cmd,
+                wrapper="containerd",
+                module="github.com/containerd/containerd/v2",
+                package=f"github.com/containerd/containerd/v2/cmd/{cmd}",
+                x_flags=("github.com/containerd/containerd/v2/version.Version={version}",),
+            )
+            for cmd in ("containerd", "containerd-shim-runc-v2", "ctr")
+        ),
+        Component(
+            name="runc",
+            module="github.com/opencontainers/runc",
+            package="github.com/opencontainers/runc",
+            cgo=True,
+            note="needs cgo (gcc); built without the seccomp tag (no libseccomp)",
+        ),
+        *(
+            Component(
+                name=path.rsplit("/", 1)[1],
+                wrapper="cni-plugins",
+                module="github.com/containernetworking/plugins",
+                package=f"github.com/containernetworking/plugins/plugins/{path}",
+            )
+            for path in ("main/bridge", "main/loopback", "ipam/host-local", "meta/portmap")
         ),
     )
 }
@@ -203,12 +230,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def go_env(cache: Path, gocache: Path | None = None) -> dict[str, str]:
+def go_env(cache: Path, gocache: Path | None = None, *, cgo: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         GOTOOLCHAIN="local",  # never download another Go: the one here builds or fails
         GOFLAGS="-mod=readonly -buildvcs=false",
-        CGO_ENABLED="0",  # static binaries, runnable FROM scratch
+        CGO_ENABLED="1" if cgo else "0",  # static binaries, runnable FROM scratch
         GOCACHE=str(gocache or cache / "go-build"),
     )
     return env
@@ -311,7 +338,7 @@ def build(
     proc = subprocess.run(
         command,
         cwd=component.wrapper_dir,
-        env=go_env(cache, gocache),
+        env=go_env(cache, gocache, cgo=component.cgo),
         capture_output=True,
         text=True,
     )
