@@ -73,7 +73,12 @@ KUBERNETES_COMMANDS = (
 K8S_VERSION_FLAGS = tuple(
     f"{pkg}.{var}"
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
-    for var in ("gitVersion={version}", "gitTreeState=clean", "gitMajor=1", "gitMinor=34")
+    for var in (
+        "gitVersion={version}",
+        "gitTreeState=clean",
+        "gitMajor={major}",
+        "gitMinor={minor}",
+    )
 )
 
 COMPONENTS: dict[str, Component] = {
@@ -207,7 +212,10 @@ def pinned_version(component: Component) -> str:
 def ldflags(component: Component, version: str) -> str:
     flags = ["-s", "-w"]
     pseudo = PSEUDO.match(version)
-    fields = {"version": version, "time": version, "tag": version, "year": "", "commit": version}
+    semver = re.match(r"^v(\d+)\.(\d+)\.", version)
+    major, minor = semver.groups() if semver else ("", "")
+    fields = {"version": version, "time": version, "tag": version, "year": "", "commit": version,
+              "major": major, "minor": minor}  # fmt: skip
     if pseudo:
         stamp, commit = pseudo.groups()
         t = time.strptime(stamp, "%Y%m%d%H%M%S")
@@ -217,6 +225,8 @@ def ldflags(component: Component, version: str) -> str:
             "tag": time.strftime("%Y-%m-%dT%H-%M-%SZ", t),
             "year": time.strftime("%Y", t),
             "commit": commit,
+            "major": major,
+            "minor": minor,
         }
     flags += [f"-X {flag.format(**fields)}" for flag in component.x_flags]
     return " ".join(flags)

@@ -31,6 +31,13 @@ def test_ldflags_carry_the_commit_of_a_pseudo_version() -> None:
     assert flags.startswith("-s -w")
 
 
+def test_kubernetes_binaries_are_stamped_with_the_pinned_release() -> None:
+    flags = builder.ldflags(COMPONENTS["kubectl"], "v1.34.4")
+    assert "-X k8s.io/component-base/version.gitVersion=v1.34.4" in flags
+    assert "-X k8s.io/component-base/version.gitMinor=34" in flags
+    assert "-X k8s.io/client-go/pkg/version.gitMajor=1" in flags
+
+
 def _wrapper(tmp_path: Path, message: str = "hello") -> Component:
     """A wrapper module pinning a local 'third-party' module (replace: no network needed)."""
     dep = tmp_path / "hello"
