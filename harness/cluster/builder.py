@@ -54,6 +54,7 @@ class Component(BaseModel):
     note: str = ""
     wrapper: str = ""  # the wrapper directory's name when it differs from ``name``
     cgo: bool = False  # runc's nsexec is C: the only one not static-by-default
+    tags: tuple[str, ...] = ()  # go build -tags
     modules_dir: Path = MODULES_DIR
 
     @property
@@ -141,7 +142,8 @@ COMPONENTS: dict[str, Component] = {
             module="github.com/opencontainers/runc",
             package="github.com/opencontainers/runc",
             cgo=True,
-            note="needs cgo (gcc); built without the seccomp tag (no libseccomp)",
+            tags=("seccomp",),  # CRI sandboxes carry a seccomp profile: runc must apply it
+            note="needs cgo (gcc) and libseccomp-dev (Debian) for the seccomp tag",
         ),
         *(
             Component(
@@ -168,6 +170,7 @@ class BuildRecord(BaseModel):
     go_version: str
     go_sum_sha256: str
     ldflags: str
+    tags: str = ""
     binary_sha256: str
     build_seconds: float
     built_at: float
@@ -305,6 +308,7 @@ def build(
         "go_version": go_version(go),
         "go_sum_sha256": _sha256(go_sum),
         "ldflags": flags,
+        "tags": ",".join(component.tags),
     }
     where = binary_dir(component, version, cache)
     binary, record_path = where / component.name, where / f"{component.name}.build.json"
@@ -335,6 +339,7 @@ def build(
         "-trimpath",
         "-ldflags",
         flags,
+        *(["-tags", ",".join(component.tags)] if component.tags else []),
         "-o",
         str(partial),
         component.package,
