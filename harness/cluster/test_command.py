@@ -1,0 +1,35 @@
+"""`./vsearch platform list|build` through the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.cluster.builder import COMPONENTS, ROOT
+
+
+def _cli(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, VSEARCH_PLATFORM_CACHE=str(cache), PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", "platform", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_list_names_every_pin_and_nothing_built_in_an_empty_cache(tmp_path: Path) -> None:
+    done = _cli("list", "--json", cache=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["name"] for row in rows] == list(COMPONENTS)
+    assert all(row["binary"] is None for row in rows)
+    minio = next(row for row in rows if row["name"] == "minio")
+    assert minio["version"] == "v0.0.0-20260212201848-7aac2a2c5b7c"
+
+
+def test_an_unknown_program_is_a_usage_error(tmp_path: Path) -> None:
+    done = _cli("build", "k3s", cache=tmp_path)
+    assert done.returncode == 2 and "unknown program(s) k3s" in done.stderr
+    assert not any(tmp_path.iterdir())  # nothing was built or created
