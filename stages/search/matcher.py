@@ -16,6 +16,7 @@ written: "5" does not match "five".
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,8 +31,16 @@ APOSTROPHES = frozenset("'\u2019\u2018\u02bc\u02bb\u02b9\u2032\u0060\u00b4\uff07
 _WORD_CATEGORIES = ("L", "N", "M")  # letters, numbers, combining marks (accents)
 
 
+_ASCII_APOSTROPHES = str.maketrans("", "", "".join(c for c in APOSTROPHES if c.isascii()))
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
+
+
 def normalize(text: str) -> list[str]:
     """Words of `text` in comparable form."""
+    if text.isascii():
+        # The same rules, quicker: ASCII is its own NFKC/NFC form, casefold is lower(), and only
+        # letters and digits are word characters.
+        return _ASCII_WORD.findall(text.lower().translate(_ASCII_APOSTROPHES))
     folded = unicodedata.normalize("NFKC", text).casefold()
     out: list[str] = []
     current: list[str] = []
@@ -127,9 +136,11 @@ def find(query: Sequence[str], toks: Sequence[Token]) -> list[tuple[int, int]]:
     return hits
 
 
-def matched_words(query: Sequence[str], words: Sequence[Word]) -> list[Word]:
+def matched_words(
+    query: Sequence[str], words: Sequence[Word], toks: Sequence[Token] | None = None
+) -> list[Word]:
     """The words (once each, in order) covered by any occurrence of `query`; [] if none."""
-    toks = tokens(words)
+    toks = tokens(words) if toks is None else toks
     indices: list[int] = []
     for first, last in find(query, toks):
         # Only words that gave a matched token: a punctuation-only word ("—") between two
@@ -239,42 +250,54 @@ def _align(q: Query, toks: Sequence[Token], first: int, last: int) -> tuple[floa
     return cover, groups
 
 
-def _similarity(q: Query, toks: Sequence[Token], first: int, last: int) -> tuple[float, bool]:
-    """(similarity in 0..1, whether the sounds are the same) of a window against the query."""
-    pieces = [toks[k].text for k in range(first, last + 1)]
-    joined = "".join(pieces)
-    spelled = Levenshtein.normalized_similarity(q.joined, joined)
+def _sound(q: Query, pieces: Sequence[str], joined: str) -> float:
+    """Similarity of the window's Metaphone codes (per word, and of the words run together)."""
     codes = ("".join(code(p) for p in pieces), code(joined))
-    sound = max(Levenshtein.normalized_similarity(a, b) for a in q.codes for b in codes)
-    return 0.5 * spelled + 0.5 * sound, sound == 1.0
+    return max(Levenshtein.normalized_similarity(a, b) for a in q.codes for b in codes)
 
 
-def tolerant(q: Query, words: Sequence[Word], *, threshold: float = THRESHOLD) -> Hit | None:
+def tolerant(
+    q: Query,
+    words: Sequence[Word],
+    *,
+    threshold: float = THRESHOLD,
+    toks: Sequence[Token] | None = None,
+) -> Hit | None:
     """The best inexact occurrence of the query among `words`, if it scores >= threshold."""
     if len(q.joined) < MIN_TOLERANT_CHARS:
         return None
-    toks = tokens(words)
+    toks = tokens(words) if toks is None else toks
     n = len(q.words)
     lo, hi = len(q.joined) / 2, len(q.joined) * 1.6 + 2
     best: tuple[float, bool, int, int, Groups] | None = None
+    texts = [t.text for t in toks]
+    probs = [words[t.word].probability for t in toks]
     for first in range(len(toks)):
-        size = 0
+        size, prob_sum = 0, 0.0
         for last in range(first, min(len(toks), first + n + EXTRA_WORDS)):
-            size += len(toks[last].text)
+            size += len(texts[last])
+            prob_sum += probs[last]
             if size > hi:
                 break
             if size < lo:
                 continue
-            sim, same_sound = _similarity(q, toks, first, last)
-            probs = [words[toks[k].word].probability for k in range(first, last + 1)]
             # Unsure words are likelier to be mis-heard: they lose less of their similarity.
-            unsure = 1.0 - sum(probs) / len(probs)
-            score = sim * (0.9 + 0.1 * unsure)
+            weight = 0.9 + 0.1 * (1.0 - prob_sum / (last - first + 1))
+            floor = max(threshold, best[0] if best else 0.0)
+            pieces = texts[first : last + 1]
+            joined = "".join(pieces)
+            spelled = Levenshtein.normalized_similarity(q.joined, joined)
+            # Even a perfect sound match could not lift this window over the floor: skip the
+            # (slower) phonetic codes. Most windows of a long transcript end here.
+            if (0.5 * spelled + 0.5) * weight < floor:
+                continue
+            sound = _sound(q, pieces, joined)
+            score = (0.5 * spelled + 0.5 * sound) * weight
             if score < threshold or (best is not None and score <= best[0]):
                 continue
             cover, groups = _align(q, toks, first, last)
             if cover >= MIN_WORD_COVER:
-                best = (score, same_sound, first, last, groups)
+                best = (score, sound == 1.0, first, last, groups)
     if best is None:
         return None
     score, same_sound, first, last, groups = best
@@ -312,23 +335,22 @@ def search(
     threshold: float = THRESHOLD,
 ) -> Hit | None:
     """The best match of `query` in one clip's transcript: exact, else (tolerant mode) the
-    best-scoring phonetic/fuzzy match, else one in an alternative hypothesis."""
+    best-scoring phonetic/fuzzy match in the transcript or in an alternative hypothesis."""
     words = word_list(transcript, start_s, end_s)
-    hit = matched_words(query, words)
+    toks = tokens(words)
+    hit = matched_words(query, words, toks)
     if hit:
         phrase = " ".join(query)
         return Hit("exact", 1.0, hit, [(" ".join(w.word.strip() for w in hit), phrase)])
     if mode == "exact":
         return None
     q = Query.of(query)
-    found = tolerant(q, words, threshold=threshold)
-    if found is not None:
-        return found
-    best: Hit | None = None
+    best = tolerant(q, words, threshold=threshold, toks=toks)
     for alt in alternative_words(transcript):
         exact = matched_words(query, alt)
         if exact:
-            cand: Hit | None = Hit("alternative", 1.0, exact, [(" ".join(query),) * 2])
+            phrase = " ".join(query)
+            cand: Hit | None = Hit("alternative", 1.0, exact, [(phrase, phrase)])
         else:
             cand = tolerant(q, alt, threshold=threshold / ALTERNATIVE_WEIGHT)
         if cand is None:
