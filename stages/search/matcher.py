@@ -158,8 +158,8 @@ Kind = Literal["exact", "phonetic", "fuzzy", "alternative"]
 KIND_RANK: dict[str, int] = {"exact": 0, "phonetic": 1, "fuzzy": 1, "alternative": 1}
 
 #: Lowest score a tolerant match may have; calibrated on the evaluation set (README, "Tolerant
-#: search"): unrelated phrases scored at most 0.53 there, and every threshold up to 0.68 kept
-#: the same recall; 0.66 leaves a margin on both sides.
+#: search"): unrelated windows scored at most 0.53 there, and every threshold from 0.60 to 0.75
+#: kept the same recall; 0.66 leaves a margin on both sides.
 THRESHOLD = 0.66
 #: Every query word must have at least this share of its letters found, in order, in the
 #: transcript words it lines up with ("sugar" vs "flour": 2/5, refused).

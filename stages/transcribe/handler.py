@@ -330,6 +330,11 @@ def _collect(
             )
 
 
+def _words_key(text: str) -> str:
+    """The words of `text` only: candidates differing in case or punctuation are one."""
+    return " ".join("".join(c for c in text.casefold() if c.isalnum() or c.isspace()).split())
+
+
 def _doubtful(word: Any) -> bool:
     letters = sum(c.isalnum() for c in word.word)
     return letters >= DOUBTFUL_LETTERS and word.probability < DOUBTFUL_WORD
@@ -367,11 +372,11 @@ def _alternatives(
         suppress_blank=True,
         suppress_tokens=[-1],
     )[0]
-    seen = {" ".join(best.casefold().split())}
+    seen = {_words_key(best)}
     out: list[Alternative] = []
     for ids, score in zip(result.sequences_ids, result.scores, strict=True):
         text = tokenizer.decode(ids).strip()
-        key = " ".join(text.casefold().split())
+        key = _words_key(text)
         if not any(c.isalnum() for c in text) or key in seen:
             continue
         seen.add(key)
