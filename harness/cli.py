@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("video", type=Path, help="a video file (mp4, webm, avi, mkv, ...)")
     search.add_argument("--query", "-q", required=True, help="the words to find")
     search.add_argument("--json", action="store_true", help="print the result as JSON")
+    search.add_argument(
+        "--exact",
+        action="store_true",
+        help="whole words exactly as transcribed only (default: tolerant of recognition errors, "
+        "ranked by score)",
+    )
     search.add_argument("--keep", action="store_true", help="leave the platform running")
     search.add_argument(
         "--clip-concurrency", type=int, default=None, help="clips processed at once (default 4)"
@@ -151,9 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "search":
         from harness.commands.search import UsageError, print_answer, run_search
 
-        config = {}
+        config: dict[str, object] = {}
         if args.clip_concurrency:
             config["clip_concurrency"] = args.clip_concurrency
+        if args.exact:
+            config["functions"] = {"search": {"mode": "exact"}}
         try:
             answer = run_search(
                 args.video, args.query, state_dir=args.state_dir, config=config,

@@ -42,6 +42,7 @@ from orchestrator.contracts import (
     FrameView,
     InvocationRecord,
     Match,
+    MatchReason,
     Metrics,
     ObjectHit,
     Output,
@@ -575,8 +576,14 @@ class Pipeline:
                 text=m.text,
                 clip_uri=m.clip_uri,
                 words=[Word(**w.model_dump()) for w in m.words],
+                score=m.score,
+                kind=m.kind,
+                why=[MatchReason(**w.model_dump()) for w in m.why],
             )
-            for m in sorted(out.matches, key=lambda m: (m.start_s, m.clip_index))
+            # search's ranking: exact matches first, then by score; ties in time order.
+            for m in sorted(
+                out.matches, key=lambda m: (m.kind != "exact", -m.score, m.start_s, m.clip_index)
+            )
         ]
 
     # -- steps ----------------------------------------------------------------------------------

@@ -182,8 +182,12 @@ def render(answer: dict[str, Any]) -> str:
         clip = clips.get(match["clip_index"], {})
         lines.append(
             f"  MATCH clip {match['clip_index']}  {match['start_s']:.2f}-{match['end_s']:.2f} s  "
+            f"{_kind(match)}  "
             f'"{match["text"]}"{_objects(clip.get("objects", []))}'
         )
+        if match.get("kind", "exact") != "exact":
+            why = ", ".join(f'"{w["heard"]}" ~ "{w["query"]}"' for w in match.get("why", []))
+            lines.append(f"        heard: {why}")
         lines.append(f"        {match['clip_uri']}")
     lines.append(f"clips:   {len(result['clips'])}")
     for clip in result["clips"]:
@@ -202,6 +206,11 @@ def render(answer: dict[str, Any]) -> str:
         f"{req['retries']} retries"
     )
     return "\n".join(lines)
+
+
+def _kind(match: dict[str, Any]) -> str:
+    """`exact 1.00`, `phonetic 0.85`, ...: how the match was found and how sure it is."""
+    return f"{match.get('kind', 'exact')} {float(match.get('score', 1.0)):.2f}"
 
 
 def _objects(objects: list[dict[str, Any]]) -> str:

@@ -17,6 +17,7 @@ import soundfile as sf
 from harness.embedded.function_process import FunctionProcess
 from harness.media.generate import (
     VideoTruth,
+    make_audio_only,
     make_silent_video,
     make_speech_video,
     synthesize,
@@ -237,3 +238,35 @@ def test_bench_transcribe(
     benchmark.extra_info["wall_s"] = metrics["wall_s"]
     benchmark.extra_info["audio_s"] = out["duration_s"]
     benchmark.extra_info["real_time_factor"] = round(metrics["wall_s"] / out["duration_s"], 4)
+
+
+def test_doubtful_segments_get_alternative_hypotheses(
+    transcribe_url: str,
+    upload: Callable[..., str],
+    media_dir: Path,
+    transcribe: Callable[..., dict[str, Any]],
+) -> None:
+    """tiny.en hears "bronze dagger" as "bronze banner" here, unsure of it; a beam candidate of
+    that segment has the word actually spoken. Times are absolute, like the words'."""
+    truth = make_audio_only(
+        media_dir / "transcribe-dagger.wav",
+        ["the archaeologist found a bronze dagger near the quarry"],
+        reuse=True,
+    )
+    uri = upload(Path(truth.path))
+    out = transcribe(transcribe_url, uri, f"t-{uuid.uuid4().hex[:12]}", {"time_offset_s": 40.0})
+    out = out["outputs"]
+    assert out["alternatives"], out
+    best = {s["text"] for s in out["segments"]}
+    for alt in out["alternatives"]:
+        assert alt["text"] not in best and alt["avg_logprob"] < 0
+        assert 40.0 <= alt["start_s"] <= alt["end_s"] <= 40.0 + out["duration_s"] + 1e-3
+    assert any("dagger" in alt["text"].lower() for alt in out["alternatives"]), out
+    off = transcribe(
+        transcribe_url,
+        uri,
+        f"t-{uuid.uuid4().hex[:12]}",
+        {"time_offset_s": 40.0, "alternatives": 0},
+    )
+    assert off["outputs"]["alternatives"] == []
+    assert off["outputs"]["words"] == out["words"]
