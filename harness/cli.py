@@ -68,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print the result as JSON")
     search.add_argument("--keep", action="store_true", help="leave the platform running")
     search.add_argument(
+        "--save", type=Path, metavar="DIR",
+        help="download the matching clips into DIR (names: clip index and times in the video)",
+    )  # fmt: skip
+    search.add_argument(
+        "--all", action="store_true", dest="save_all",
+        help="with --save: every clip, not only the matches",
+    )  # fmt: skip
+    search.add_argument(
         "--clip-concurrency", type=int, default=None, help="clips processed at once (default 4)"
     )
     add_state_dir(search)
@@ -80,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--media-dir", type=Path, default=ROOT / ".vsearch" / "media", help="where to write it"
     )
+    demo.add_argument(
+        "--save", type=Path, metavar="DIR", default=ROOT / ".vsearch" / "demo-clips",
+        help="where the matching clip is saved (default: %(default)s)",
+    )  # fmt: skip
     add_state_dir(demo)
 
     bench = sub.add_parser(
@@ -135,6 +147,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    as_json = bool(getattr(args, "json", False))
+    if not as_json:
+        return run(args)
+    from harness.commands import output
+
+    # stdout is the result: one JSON document; whatever else is printed goes to stderr.
+    with output.json_stdout():
+        code = run(args)
+        if not output.written():
+            output.print_json({
+                "status": "error",
+                "error": {
+                    "code": "no_result",
+                    "message": f"vsearch {args.command} exited {code} without a result; "
+                    "the reason is on stderr",
+                },
+            })  # fmt: skip
+    return code
+
+
+def usage_error(args: argparse.Namespace, exc: Exception) -> int:
+    """A problem the user can fix: said on stderr (and as the JSON document with --json); 2."""
+    print(f"vsearch {args.command}: {exc}", file=sys.stderr)
+    if getattr(args, "json", False):
+        from harness.commands import output
+
+        output.print_json({"status": "error", "error": {"code": "usage", "message": str(exc)}})
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
     if args.command in ("up", "down", "status") and args.backend == "kind":
         from harness.commands import kind as kind_command
 
@@ -155,13 +198,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.clip_concurrency:
             config["clip_concurrency"] = args.clip_concurrency
         try:
+            if args.save_all and args.save is None:
+                raise UsageError("--all needs --save DIR")
             answer = run_search(
                 args.video, args.query, state_dir=args.state_dir, config=config,
-                quiet=args.json, keep=args.keep,
+                quiet=args.json, keep=args.keep, save_dir=args.save, save_all=args.save_all,
             )  # fmt: skip
         except UsageError as exc:
-            print(f"vsearch search: {exc}", file=sys.stderr)
-            return 2
+            return usage_error(args, exc)
         return print_answer(answer, as_json=args.json)
     if args.command == "demo":
         from harness.commands.demo import run_demo
@@ -169,11 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             return run_demo(
-                args.state_dir, media_dir=args.media_dir, as_json=args.json, keep=args.keep
-            )
+                args.state_dir, media_dir=args.media_dir, as_json=args.json, keep=args.keep,
+                save_dir=args.save,
+            )  # fmt: skip
         except UsageError as exc:
-            print(f"vsearch demo: {exc}", file=sys.stderr)
-            return 2
+            return usage_error(args, exc)
     if args.command in ("bench", "report"):
         from harness.commands import bench as bench_command
 
@@ -191,8 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 no_limits=args.no_limits, backend_options=options,
             )  # fmt: skip
         except bench_command.UsageError as exc:
-            print(f"vsearch {args.command}: {exc}", file=sys.stderr)
-            return 2
+            return usage_error(args, exc)
     if args.command == "test":
         from harness.commands.test import run_tests
 
