@@ -130,6 +130,8 @@ def function_image(
         exclude_requirements = [Label("//base:requirements.in")],
         warmup = warmup,
         warmup_srcs = srcs + [Label("//base:srcs")] if warmup else [],
+        # The warmup runs the image's own python3.11 (Debian's, from the base's rootfs layer).
+        warmup_rootfs = [Label("//base:rootfs")] if warmup else [],
         warmup_env = warmup_env,
         warmup_cache_owner = "10001:10001",
     )

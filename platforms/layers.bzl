@@ -121,7 +121,8 @@ def _py_layer_impl(ctx):
         args.add_all(["%s=%s" % kv for kv in sorted(ctx.attr.warmup_env.items())], before_each = "--warmup-env")
         for f in ctx.files.warmup_srcs:
             args.add("--warmup-src", "%s=%s" % (f.short_path, f.path))
-        inputs += ctx.files.warmup_srcs
+        args.add_all(ctx.files.warmup_rootfs, before_each = "--warmup-rootfs")
+        inputs += ctx.files.warmup_srcs + ctx.files.warmup_rootfs
     return _run(ctx, args, inputs, out, report, "PyLayer")
 
 _py_layer = rule(
@@ -140,6 +141,10 @@ _py_layer = rule(
         "dirs": attr.string_list(doc = "extra directories, path:uid.gid:mode"),
         "warmup": attr.string(doc = "Python run at build (target arch = build arch only)"),
         "warmup_srcs": attr.label_list(allow_files = True),
+        "warmup_rootfs": attr.label_list(
+            allow_files = [".tar.gz"],
+            doc = "the image's root filesystem layers: the warmup runs their python3.11",
+        ),
         "warmup_env": attr.string_dict(),
         "warmup_cache_dir": attr.string(default = "/var/cache/numba"),
         "warmup_cache_owner": attr.string(default = "0:0"),
