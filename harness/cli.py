@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
 
+    doctor = sub.add_parser(
+        "doctor",
+        help="what each path (embedded, kind, Bazel offline/online) has, lacks, how to install",
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+
     lock = sub.add_parser("lock", help="re-resolve requirements.in into the hashed locks")
     lock.add_argument("--upgrade", action="store_true", help="move every pin to its newest")
     return parser
@@ -240,6 +246,10 @@ def run(args: argparse.Namespace) -> int:
         from harness.commands.test import run_tests
 
         return run_tests(args.pytest_args, include_slow=args.all, bazel=not args.no_bazel)
+    if args.command == "doctor":
+        from harness.commands.doctor import run_doctor
+
+        return run_doctor(as_json=args.json)
     if args.command == "lock":
         from harness.commands.lock import relock
 
