@@ -133,7 +133,7 @@ _py_layer = rule(
         "prefix": attr.string(default = "/app"),
         "requirements": attr.label(allow_single_file = True, doc = "requirements.in: its lock closure"),
         "exclude_requirements": attr.label_list(allow_files = True, doc = "closures left out (base's)"),
-        "wheels": attr.label(default = "@wheels//:wheels", allow_files = [".whl"]),
+        "wheels": attr.label(allow_files = [".whl"], doc = "@wheels//:<package> (py_layer sets it)"),
         "lock_x86_64": attr.label(default = Label("//:requirements-x86_64.lock"), allow_single_file = True),
         "lock_aarch64": attr.label(default = Label("//:requirements-aarch64.lock"), allow_single_file = True),
         "site_packages": attr.string(default = "/usr/local/lib/python3.11/dist-packages"),
@@ -154,7 +154,15 @@ _py_layer = rule(
 )
 
 def py_layer(name, **kwargs):
-    """py_layer(name, srcs, prefix, requirements, exclude_requirements, warmup...)."""
+    """py_layer(name, srcs, prefix, requirements, exclude_requirements, warmup...).
+
+    With `requirements`, the wheels come from `@wheels//:<package>` (`stages/search` ->
+    `:stages_search`): this package's closure with the base's, so online Bazel fetches only
+    the wheels this function needs (platforms/tools/online_wheels.py writes those targets
+    online, platforms/offline/fetch_deps.py offline).
+    """
+    if kwargs.get("requirements") and "wheels" not in kwargs:
+        kwargs["wheels"] = "@wheels//:" + native.package_name().replace("/", "_")
     _py_layer(name = name, arch = _ARCH["py"], deb_arch = _ARCH["deb"], **kwargs)
 
 def _image_labels_impl(ctx):
