@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--keep", action="store_true", help="leave the platform running")
     search.add_argument(
+        "--save", type=Path, metavar="DIR",
+        help="download the matching clips into DIR (names: clip index and times in the video)",
+    )  # fmt: skip
+    search.add_argument(
+        "--all", action="store_true", dest="save_all",
+        help="with --save: every clip, not only the matches",
+    )  # fmt: skip
+    search.add_argument(
         "--clip-concurrency", type=int, default=None, help="clips processed at once (default 4)"
     )
     add_state_dir(search)
@@ -86,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--media-dir", type=Path, default=ROOT / ".vsearch" / "media", help="where to write it"
     )
+    demo.add_argument(
+        "--save", type=Path, metavar="DIR", default=ROOT / ".vsearch" / "demo-clips",
+        help="where the matching clip is saved (default: %(default)s)",
+    )  # fmt: skip
     add_state_dir(demo)
 
     bench = sub.add_parser(
@@ -134,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
 
+    doctor = sub.add_parser(
+        "doctor",
+        help="what each path (embedded, kind, Bazel offline/online) has, lacks, how to install",
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+
     lock = sub.add_parser("lock", help="re-resolve requirements.in into the hashed locks")
     lock.add_argument("--upgrade", action="store_true", help="move every pin to its newest")
     return parser
@@ -141,6 +159,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    as_json = bool(getattr(args, "json", False))
+    if not as_json:
+        return run(args)
+    from harness.commands import output
+
+    # stdout is the result: one JSON document; whatever else is printed goes to stderr.
+    with output.json_stdout():
+        code = run(args)
+        if not output.written():
+            output.print_json({
+                "status": "error",
+                "error": {
+                    "code": "no_result",
+                    "message": f"vsearch {args.command} exited {code} without a result; "
+                    "the reason is on stderr",
+                },
+            })  # fmt: skip
+    return code
+
+
+def usage_error(args: argparse.Namespace, exc: Exception) -> int:
+    """A problem the user can fix: said on stderr (and as the JSON document with --json); 2."""
+    print(f"vsearch {args.command}: {exc}", file=sys.stderr)
+    if getattr(args, "json", False):
+        from harness.commands import output
+
+        output.print_json({"status": "error", "error": {"code": "usage", "message": str(exc)}})
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
     if args.command in ("up", "down", "status") and args.backend == "kind":
         from harness.commands import kind as kind_command
 
@@ -163,13 +212,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.exact:
             config["functions"] = {"search": {"mode": "exact"}}
         try:
+            if args.save_all and args.save is None:
+                raise UsageError("--all needs --save DIR")
             answer = run_search(
                 args.video, args.query, state_dir=args.state_dir, config=config,
-                quiet=args.json, keep=args.keep,
+                quiet=args.json, keep=args.keep, save_dir=args.save, save_all=args.save_all,
             )  # fmt: skip
         except UsageError as exc:
-            print(f"vsearch search: {exc}", file=sys.stderr)
-            return 2
+            return usage_error(args, exc)
         return print_answer(answer, as_json=args.json)
     if args.command == "demo":
         from harness.commands.demo import run_demo
@@ -177,11 +227,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             return run_demo(
-                args.state_dir, media_dir=args.media_dir, as_json=args.json, keep=args.keep
-            )
+                args.state_dir, media_dir=args.media_dir, as_json=args.json, keep=args.keep,
+                save_dir=args.save,
+            )  # fmt: skip
         except UsageError as exc:
-            print(f"vsearch demo: {exc}", file=sys.stderr)
-            return 2
+            return usage_error(args, exc)
     if args.command in ("bench", "report"):
         from harness.commands import bench as bench_command
 
@@ -199,12 +249,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 no_limits=args.no_limits, backend_options=options,
             )  # fmt: skip
         except bench_command.UsageError as exc:
-            print(f"vsearch {args.command}: {exc}", file=sys.stderr)
-            return 2
+            return usage_error(args, exc)
     if args.command == "test":
         from harness.commands.test import run_tests
 
         return run_tests(args.pytest_args, include_slow=args.all, bazel=not args.no_bazel)
+    if args.command == "doctor":
+        from harness.commands.doctor import run_doctor
+
+        return run_doctor(as_json=args.json)
     if args.command == "lock":
         from harness.commands.lock import relock
 

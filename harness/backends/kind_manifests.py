@@ -321,10 +321,11 @@ def environment(
 
 
 def resources(decl: FunctionDeclaration) -> tuple[dict[str, str], dict[str, str]]:
-    """(limits, requests). Memory is requested at its limit so the node never overcommits it:
-    an OOM kill then means the function outgrew its own limit, not that a neighbour did."""
+    """(limits, requests). Memory is requested at the function's measured peak with headroom
+    (`memory_request`, else its limit) and limited at `memory_limit`: a laptop-sized node
+    schedules the whole set, and a replica that outgrows its own limit is still OOM-killed."""
     limits = {"memory": decl.memory_limit}
-    requests = {"memory": decl.memory_limit}
+    requests = {"memory": decl.memory_request or decl.memory_limit}
     cpu_request_m = DEFAULT_CPU_REQUEST_M
     if decl.cpu_limit is not None:
         limits["cpu"] = _cpu_quantity(decl.cpu_limit)

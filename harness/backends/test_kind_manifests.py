@@ -268,7 +268,8 @@ def test_kind_every_function_has_limits_requests_and_probes(
     for fn in rendering.functions:
         decl = decls[fn.name]
         assert fn.request["limits"]["memory"] == decl.memory_limit
-        assert fn.request["requests"]["memory"] == decl.memory_limit
+        assert fn.request["requests"]["memory"] == (decl.memory_request or decl.memory_limit)
+        assert decl.memory_request_bytes <= decl.memory_limit_bytes
         assert re.fullmatch(r"\d+m", fn.request["requests"]["cpu"])
         if decl.cpu_limit is not None:
             assert fn.request["limits"]["cpu"] == f"{round(decl.cpu_limit * 1000)}m"

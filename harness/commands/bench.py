@@ -11,7 +11,6 @@ deployed or prepared.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import threading
 import time
@@ -19,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from harness.commands import output
 from harness.media.generate import VideoTruth, demo_video, truth_path_for
 from harness.regimes import SIZES, Regime, Size, load_regimes
 from harness.report import (
@@ -316,7 +316,7 @@ def run_bench(
     summary = render_summary(results)
     if as_json:
         print(summary, file=err)
-        print(files["results"].read_text(), end="")
+        output.write_result(files["results"].read_text())
     else:
         print()
         print(summary)
@@ -345,7 +345,7 @@ def run_report(dirs: Sequence[Path], *, as_json: bool = False) -> int:
             run = load_results(d)
             for reg in run.regimes:
                 rows.append({"run": str(d), **comparison_row(reg)})
-        print(json.dumps(rows, indent=2))
+        output.print_json(rows)
         return 0
     if len(dirs) == 1:
         run = load_results(dirs[0])

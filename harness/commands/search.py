@@ -6,7 +6,7 @@ and progress is read from the request's state while the call runs.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import re
 import sys
 import threading
@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from harness.commands import platform
+from harness.commands import output, platform
 from harness.commands.platform import Connection
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv"}
@@ -112,6 +112,50 @@ def upload(conn: Connection, video: Path) -> str:
     return f"s3://{conn.bucket}/{key}"
 
 
+#: How long the presigned links printed for the clips stay valid.
+LINK_EXPIRES_S = 3600
+
+
+def clip_file_name(index: int, start_s: float, end_s: float, *, match: bool) -> str:
+    """`match-clip1_6.44-8.98s.mp4`: the clip's index and its times in the video."""
+    return f"{'match-' if match else ''}clip{index}_{start_s:.2f}-{end_s:.2f}s.mp4"
+
+
+def clip_files(result: dict[str, Any], *, every_clip: bool) -> dict[str, str]:
+    """File name -> s3 URI of the matched clips (and with every_clip, of every clip)."""
+    wanted = {
+        clip_file_name(m["clip_index"], m["start_s"], m["end_s"], match=True): m["clip_uri"]
+        for m in result.get("matches", [])
+    }
+    if every_clip:
+        for clip in result.get("clips", []):
+            name = clip_file_name(clip["index"], clip["start_s"], clip["end_s"], match=False)
+            wanted[name] = clip["clip_uri"]
+    return wanted
+
+
+def save_clips(
+    conn: Connection, result: dict[str, Any], save_dir: Path, *, every_clip: bool
+) -> list[Path]:
+    """Download the matched clips (every clip with every_clip) into save_dir."""
+    store = conn.store()
+    save_dir.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for name, uri in clip_files(result, every_clip=every_clip).items():
+        dest = save_dir / name
+        store.download(store.key_of(uri), dest)
+        saved.append(dest)
+    return saved
+
+
+def clip_links(conn: Connection, result: dict[str, Any]) -> dict[str, str]:
+    """s3 URI -> a presigned http URL, for every clip and match (valid LINK_EXPIRES_S)."""
+    store = conn.store()
+    uris = [m["clip_uri"] for m in result.get("matches", [])]
+    uris += [c["clip_uri"] for c in result.get("clips", [])]
+    return {u: store.presign(store.key_of(u), expires_s=LINK_EXPIRES_S) for u in uris}
+
+
 def run_search(
     video: Path,
     query: str,
@@ -121,15 +165,25 @@ def run_search(
     quiet: bool = False,
     keep: bool = False,
     timeout_s: float = 900.0,
+    save_dir: Path | None = None,
+    save_all: bool = False,
 ) -> dict[str, Any]:
-    """Search one video; returns the orchestrator's answer (result or error envelope)."""
+    """Search one video; returns the orchestrator's answer (result or error envelope).
+
+    With save_dir, the matched clips (save_all: every clip) are downloaded there; their paths
+    are in answer["saved"]. While the platform stays up afterwards, answer["links"] maps each
+    clip's s3 URI to a presigned http URL.
+    """
     check_video(video)
     if not query.strip():
         raise UsageError("the query is empty")
     started_here = not platform.running(state_dir)
     if started_here:
         say("starting the embedded platform (first start loads the models)…", quiet)
-        if platform.up(state_dir) != 0:
+        # stdout is the result: the platform's banner is a notice, for stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            code = platform.up(state_dir)
+        if code != 0:
             raise UsageError(f"the platform did not start; see {state_dir / 'serve.log'}")
     try:
         conn = Connection(state_dir)
@@ -151,11 +205,19 @@ def run_search(
                 "error": {"code": "bad_response", "message": response.text},
             }
         answer["http_status"] = response.status_code
+        result = answer.get("outputs") if answer.get("status") == "ok" else None
+        if result and save_dir is not None:
+            saved = save_clips(conn, result, save_dir, every_clip=save_all)
+            answer["saved"] = [str(p) for p in saved]
+            say(f"saved {len(saved)} clip(s) to {save_dir}", quiet)
+        if result and (keep or not started_here):
+            answer["links"] = clip_links(conn, result)
         return answer
     finally:
         if started_here and not keep:
             say("stopping the embedded platform (use --keep to leave it running)", quiet)
-            platform.down(state_dir)
+            with contextlib.redirect_stdout(sys.stderr):
+                platform.down(state_dir)
 
 
 def say(text: str, quiet: bool) -> None:
@@ -170,6 +232,7 @@ def render(answer: dict[str, Any]) -> str:
         status = answer.get("http_status")
         return f"search failed ({status}): {error.get('code')}: {error.get('message')}"
     result = answer.get("outputs") or answer
+    links: dict[str, str] = answer.get("links") or {}
     video = result["video"]
     lines = [
         f"video:   {Path(video['source_uri']).name}  {video['duration_s']:.1f} s  "
@@ -188,7 +251,7 @@ def render(answer: dict[str, Any]) -> str:
         if match.get("kind", "exact") != "exact":
             why = ", ".join(f'"{w["heard"]}" ~ "{w["query"]}"' for w in match.get("why", []))
             lines.append(f"        heard: {why}")
-        lines.append(f"        {match['clip_uri']}")
+        lines.append(f"        {links.get(match['clip_uri'], match['clip_uri'])}")
     lines.append(f"clips:   {len(result['clips'])}")
     for clip in result["clips"]:
         lines.append(
@@ -198,6 +261,16 @@ def render(answer: dict[str, Any]) -> str:
     if result.get("frames_without_clip"):
         objects = [o for f in result["frames_without_clip"] for o in f.get("objects", [])]
         lines.append(f"whole-video frames: {len(result['frames_without_clip'])}{_objects(objects)}")
+    if answer.get("saved"):
+        lines.append(f"saved:   {len(answer['saved'])} clip(s)")
+        lines += [f"  {path}" for path in answer["saved"]]
+    elif result["matches"] and not links:
+        lines.append(
+            "note:    the platform stopped on exit, so the s3:// clips cannot be opened now; "
+            "--save DIR downloads them, --keep leaves the platform up and prints http links"
+        )
+    if links:
+        lines.append(f"links:   presigned http URLs, valid {LINK_EXPIRES_S // 60} min")
     req = result["metrics"]["request"]
     lines.append(
         f"timing:  end-to-end {req['end_to_end_s']:.2f} s, critical path "
@@ -225,7 +298,7 @@ def _objects(objects: list[dict[str, Any]]) -> str:
 def print_answer(answer: dict[str, Any], *, as_json: bool) -> int:
     if as_json:
         result = answer.get("outputs") if answer.get("status") == "ok" else answer
-        print(json.dumps(result, indent=2))
+        output.print_json(result)
     else:
         print(render(answer))
     return 0 if answer.get("status") == "ok" else 1
