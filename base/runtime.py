@@ -304,6 +304,18 @@ class FunctionServer:
             )
             raise InvalidRequest(f"invalid request: {problems}") from None
 
+    def call_here(
+        self, body: Any, *, deadline: float, cancel: threading.Event | None = None
+    ) -> tuple[int, BaseModel]:
+        """Invoke in the calling thread, without HTTP: the same parse, handler, metrics and
+        error envelope as `POST /` (the in-process baseline calls every stage this way)."""
+        if not self.ready:
+            self.init()
+        event = self._parse(body)
+        self._slots.acquire()  # released by _work
+        status, payload, _ = self._work(event, deadline, cancel or threading.Event())
+        return status, payload
+
     # -- the work, on a worker thread -----------------------------------------------------------
     def _work(
         self, event: Event[Any, Any], deadline: float, cancel: threading.Event

@@ -70,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--clip-concurrency", type=int, default=None, help="clips processed at once (default 4)"
     )
+    search.add_argument(
+        "--backend", choices=["embedded", "inprocess"], default="embedded",
+        help="embedded (default): the serverless platform; inprocess: the baseline, the same "
+        "stage handlers called sequentially in this process (no gateway, no S3)",
+    )  # fmt: skip
+    search.add_argument(
+        "--baseline", action="store_true",
+        help="also run the in-process baseline (warmed up first) and report serverless/baseline "
+        "ratios of end-to-end time and CPU-seconds, measured in this run",
+    )  # fmt: skip
     add_state_dir(search)
 
     demo = sub.add_parser(
@@ -149,20 +159,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             return platform.down(args.state_dir)
         return platform.status(args.state_dir, as_json=args.json)
     if args.command == "search":
-        from harness.commands.search import UsageError, print_answer, run_search
+        from harness.commands.search import (
+            UsageError,
+            comparison,
+            print_answer,
+            run_inprocess,
+            run_search,
+        )
 
         config = {}
         if args.clip_concurrency:
             config["clip_concurrency"] = args.clip_concurrency
+        compared = None
         try:
-            answer = run_search(
-                args.video, args.query, state_dir=args.state_dir, config=config,
-                quiet=args.json, keep=args.keep,
-            )  # fmt: skip
+            if args.backend == "inprocess":
+                answer = run_inprocess(args.video, args.query, config=config, quiet=args.json)
+            else:
+                answer = run_search(
+                    args.video, args.query, state_dir=args.state_dir, config=config,
+                    quiet=args.json, keep=args.keep,
+                )  # fmt: skip
+                if args.baseline:
+                    base = run_inprocess(args.video, args.query, config=config, quiet=args.json)
+                    compared = comparison(answer, base)
         except UsageError as exc:
             print(f"vsearch search: {exc}", file=sys.stderr)
             return 2
-        return print_answer(answer, as_json=args.json)
+        return print_answer(answer, as_json=args.json, compared=compared)
     if args.command == "demo":
         from harness.commands.demo import run_demo
         from harness.commands.search import UsageError

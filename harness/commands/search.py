@@ -132,6 +132,7 @@ def run_search(
         if platform.up(state_dir) != 0:
             raise UsageError(f"the platform did not start; see {state_dir / 'serve.log'}")
     try:
+        client_started = time.monotonic()
         conn = Connection(state_dir)
         say(f"uploading {video.name} ({video.stat().st_size / 1e6:.1f} MB)", quiet)
         uri = upload(conn, video)
@@ -143,6 +144,7 @@ def run_search(
         }
         with Progress(conn, request_id, quiet=quiet):
             response = conn.gateway.invoke("orchestrator", body, timeout_s=timeout_s)
+        client_wall_s = time.monotonic() - client_started
         try:
             answer: dict[str, Any] = response.json()
         except ValueError:
@@ -151,11 +153,99 @@ def run_search(
                 "error": {"code": "bad_response", "message": response.text},
             }
         answer["http_status"] = response.status_code
+        # From upload to answer, as the user waits (less the platform's own start).
+        answer["client_wall_s"] = round(client_wall_s, 4)
         return answer
     finally:
         if started_here and not keep:
             say("stopping the embedded platform (use --keep to leave it running)", quiet)
             platform.down(state_dir)
+
+
+def run_inprocess(
+    video: Path,
+    query: str,
+    *,
+    config: dict[str, Any] | None = None,
+    quiet: bool = False,
+    warmup: bool = True,
+) -> dict[str, Any]:
+    """Search one video with the in-process baseline (harness/backends/inprocess.py): the same
+    handlers and DAG in this process, sequentially, no gateway and no S3. The answer has the
+    orchestrator's envelope plus `baseline` (wall, CPU, model load) for the timed request."""
+    check_video(video)
+    if not query.strip():
+        raise UsageError("the query is empty")
+    from harness.backends.inprocess import InProcessBaseline
+
+    say("in-process baseline: loading every stage (models once)", quiet)
+    with InProcessBaseline() as baseline:
+        if warmup:
+            say("in-process baseline: warm-up request (not timed)", quiet)
+            baseline.search(video, query, config)
+        run = baseline.search(video, query, config)
+        answer = run.answer
+        answer["baseline"] = {
+            "wall_s": round(run.wall_s, 4),
+            "cpu_s": round(run.cpu_s, 4),
+            "function_cpu_s": round(function_cpu_s(answer), 4),
+            "load_s": baseline.load_s,
+        }
+    return answer
+
+
+def function_cpu_s(answer: dict[str, Any]) -> float:
+    """CPU seconds the stage functions spent on a request (their own figures, fresh calls)."""
+    result = answer.get("outputs") or {}
+    invocations = (result.get("metrics") or {}).get("invocations") or []
+    return sum(
+        float((inv.get("metrics") or {}).get("cpu_s") or 0.0)
+        for inv in invocations
+        if not inv.get("reused")
+    )
+
+
+def comparison(serverless: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """Serverless against the in-process baseline, for one request each, measured in one run."""
+    request = ((serverless.get("outputs") or {}).get("metrics") or {}).get("request") or {}
+    base = baseline.get("baseline") or {}
+    e2e = request.get("end_to_end_s")
+    cpu = function_cpu_s(serverless)
+    client = serverless.get("client_wall_s")
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a is not None and b else None
+
+    return {
+        "serverless": {
+            "status": serverless.get("status"),
+            "end_to_end_s": e2e,
+            "critical_path_s": request.get("critical_path_s"),
+            "overhead_s": request.get("overhead_s"),
+            "function_cpu_s": round(cpu, 4),
+            "client_wall_s": client,
+            "cli_overhead_s": round(client - e2e, 4) if client is not None and e2e else None,
+        },
+        "baseline": {"status": baseline.get("status"), **base},
+        "ratio": {
+            "end_to_end": ratio(e2e, base.get("wall_s")),
+            "function_cpu": ratio(cpu, base.get("function_cpu_s")),
+        },
+    }
+
+
+def render_comparison(cmp: dict[str, Any]) -> str:
+    s, b, r = cmp["serverless"], cmp["baseline"], cmp["ratio"]
+
+    def f(value: Any) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    return (
+        f"vs in-process baseline: end-to-end {f(s['end_to_end_s'])} s vs {f(b.get('wall_s'))} s "
+        f"(x{f(r['end_to_end'])}), function CPU {f(s['function_cpu_s'])} s vs "
+        f"{f(b.get('function_cpu_s'))} s (x{f(r['function_cpu'])}); baseline process CPU "
+        f"{f(b.get('cpu_s'))} s; CLI overhead {f(s['cli_overhead_s'])} s"
+    )
 
 
 def say(text: str, quiet: bool) -> None:
@@ -213,10 +303,25 @@ def _objects(objects: list[dict[str, Any]]) -> str:
     return "  objects: " + ", ".join(f"{k} ({v:.2f})" for k, v in sorted(best.items()))
 
 
-def print_answer(answer: dict[str, Any], *, as_json: bool) -> int:
+def print_answer(
+    answer: dict[str, Any], *, as_json: bool, compared: dict[str, Any] | None = None
+) -> int:
+    """The answer (and, with --baseline, its comparison with the in-process baseline)."""
     if as_json:
         result = answer.get("outputs") if answer.get("status") == "ok" else answer
+        if compared is not None:
+            result = {**result, "comparison": compared}
+        if "baseline" in answer:
+            result = {**result, "baseline": answer["baseline"]}
         print(json.dumps(result, indent=2))
     else:
         print(render(answer))
+        if "baseline" in answer:
+            b = answer["baseline"]
+            print(
+                f"in-process baseline: wall {b['wall_s']:.2f} s, process CPU {b['cpu_s']:.2f} s, "
+                f"stage CPU {b['function_cpu_s']:.2f} s (models loaded once, before the request)"
+            )
+        if compared is not None:
+            print(render_comparison(compared))
     return 0 if answer.get("status") == "ok" else 1
