@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print results.json to stdout")
     bench.add_argument("--no-limits", action="store_true", help="embedded: no cgroup limits")
     bench.add_argument(
+        "--baseline", action="store_true",
+        help="after the regimes, run the same video through the in-process baseline (a warm-up, "
+        "then --baseline-requests timed) and report serverless/baseline ratios (baseline.json)",
+    )  # fmt: skip
+    bench.add_argument("--baseline-requests", type=int, default=3, help="timed baseline requests")
+    bench.add_argument(
         "--state-dir",
         type=Path,
         default=None,
@@ -211,7 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return bench_command.run_bench(
                 args.regimes, backend_name=args.backend, size=args.size, video=args.video,
                 query=args.query, out=args.out, as_json=args.json, state_dir=args.state_dir,
-                no_limits=args.no_limits, backend_options=options,
+                no_limits=args.no_limits, backend_options=options, baseline=args.baseline,
+                baseline_requests=args.baseline_requests,
             )  # fmt: skip
         except bench_command.UsageError as exc:
             print(f"vsearch {args.command}: {exc}", file=sys.stderr)
