@@ -77,9 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     search.add_argument(
         "--baseline", action="store_true",
-        help="also run the in-process baseline (warmed up first) and report serverless/baseline "
-        "ratios of end-to-end time and CPU-seconds, measured in this run",
+        help="also run the in-process baseline, alternating with the serverless request (a "
+        "warm-up pair, then --repeat pairs), and report serverless/baseline ratios of median "
+        "end-to-end time and CPU-seconds, platform and CLI overhead",
     )  # fmt: skip
+    search.add_argument(
+        "--repeat", type=int, default=3, help="with --baseline: timed pairs (default 3)"
+    )
     add_state_dir(search)
 
     demo = sub.add_parser(
@@ -167,10 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "search":
         from harness.commands.search import (
             UsageError,
-            comparison,
             print_answer,
             run_inprocess,
             run_search,
+            run_side_by_side,
         )
 
         config = {}
@@ -180,14 +184,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.backend == "inprocess":
                 answer = run_inprocess(args.video, args.query, config=config, quiet=args.json)
+            elif args.baseline:
+                answer, compared = run_side_by_side(
+                    args.video, args.query, state_dir=args.state_dir, config=config,
+                    repeat=args.repeat, quiet=args.json, keep=args.keep,
+                )  # fmt: skip
             else:
                 answer = run_search(
                     args.video, args.query, state_dir=args.state_dir, config=config,
                     quiet=args.json, keep=args.keep,
                 )  # fmt: skip
-                if args.baseline:
-                    base = run_inprocess(args.video, args.query, config=config, quiet=args.json)
-                    compared = comparison(answer, base)
         except UsageError as exc:
             print(f"vsearch search: {exc}", file=sys.stderr)
             return 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import sys
 import threading
 import time
@@ -185,13 +186,70 @@ def run_inprocess(
             baseline.search(video, query, config)
         run = baseline.search(video, query, config)
         answer = run.answer
-        answer["baseline"] = {
-            "wall_s": round(run.wall_s, 4),
-            "cpu_s": round(run.cpu_s, 4),
-            "function_cpu_s": round(function_cpu_s(answer), 4),
-            "load_s": baseline.load_s,
-        }
+        answer["baseline"] = {**_figures(run), "load_s": baseline.load_s}
     return answer
+
+
+def _figures(run: Any) -> dict[str, Any]:
+    return {
+        "status": run.answer.get("status"),
+        "wall_s": round(run.wall_s, 4),
+        "cpu_s": round(run.cpu_s, 4),
+        "function_cpu_s": round(function_cpu_s(run.answer), 4),
+        "matches": _matches(run.answer),
+    }
+
+
+def _matches(answer: dict[str, Any]) -> list[int] | None:
+    result = answer.get("outputs") or {}
+    if answer.get("status") != "ok":
+        return None
+    return sorted(m["clip_index"] for m in result.get("matches") or [])
+
+
+def run_side_by_side(
+    video: Path,
+    query: str,
+    *,
+    state_dir: Path,
+    config: dict[str, Any] | None = None,
+    repeat: int = 3,
+    quiet: bool = False,
+    keep: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Serverless and the in-process baseline, alternating request by request on one machine
+    (so both see the same background load): one untimed warm-up pair, then `repeat` pairs.
+    Returns the last serverless answer and the comparison of medians."""
+    check_video(video)
+    if not query.strip():
+        raise UsageError("the query is empty")
+    from harness.backends.inprocess import InProcessBaseline
+
+    started_here = not platform.running(state_dir)
+    if started_here:
+        say("starting the embedded platform (first start loads the models)…", quiet)
+        if platform.up(state_dir) != 0:
+            raise UsageError(f"the platform did not start; see {state_dir / 'serve.log'}")
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    try:
+        say("in-process baseline: loading every stage (models once)", quiet)
+        with InProcessBaseline() as baseline:
+            answer: dict[str, Any] = {}
+            for n in range(repeat + 1):
+                label = "warm-up pair (not counted)" if n == 0 else f"pair {n}/{repeat}"
+                say(f"side by side: {label}: serverless, then in-process", quiet)
+                answer = run_search(
+                    video, query, state_dir=state_dir, config=config, quiet=True, keep=True
+                )
+                run = baseline.search(video, query, config)
+                if n:
+                    pairs.append((answer, _figures(run)))
+            load_s = dict(baseline.load_s)
+    finally:
+        if started_here and not keep:
+            say("stopping the embedded platform (use --keep to leave it running)", quiet)
+            platform.down(state_dir)
+    return answer, comparison(pairs, load_s=load_s)
 
 
 def function_cpu_s(answer: dict[str, Any]) -> float:
@@ -205,32 +263,66 @@ def function_cpu_s(answer: dict[str, Any]) -> float:
     )
 
 
-def comparison(serverless: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
-    """Serverless against the in-process baseline, for one request each, measured in one run."""
-    request = ((serverless.get("outputs") or {}).get("metrics") or {}).get("request") or {}
-    base = baseline.get("baseline") or {}
-    e2e = request.get("end_to_end_s")
-    cpu = function_cpu_s(serverless)
-    client = serverless.get("client_wall_s")
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 4) if values else None
+
+
+def comparison(
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]], *, load_s: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Serverless answers against baseline figures, pair by pair, and the ratio of medians."""
+    rows = []
+    for serverless, base in pairs:
+        request = ((serverless.get("outputs") or {}).get("metrics") or {}).get("request") or {}
+        e2e, client = request.get("end_to_end_s"), serverless.get("client_wall_s")
+        rows.append(
+            {
+                "serverless": {
+                    "status": serverless.get("status"),
+                    "end_to_end_s": e2e,
+                    "critical_path_s": request.get("critical_path_s"),
+                    "overhead_s": request.get("overhead_s"),
+                    "function_cpu_s": round(function_cpu_s(serverless), 4),
+                    "client_wall_s": client,
+                    "cli_overhead_s": round(client - e2e, 4) if client and e2e else None,
+                    "matches": _matches(serverless),
+                },
+                "baseline": base,
+            }
+        )
+    ok = [r for r in rows if r["serverless"]["status"] == "ok" and r["baseline"]["status"] == "ok"]
+
+    def med(side: str, key: str) -> float | None:
+        return _median([float(r[side][key]) for r in ok if r[side].get(key) is not None])
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return round(a / b, 3) if a is not None and b else None
 
+    e2e, base_wall = med("serverless", "end_to_end_s"), med("baseline", "wall_s")
+    cpu, base_cpu = med("serverless", "function_cpu_s"), med("baseline", "function_cpu_s")
+    overhead, client = med("serverless", "overhead_s"), med("serverless", "client_wall_s")
+    cli = med("serverless", "cli_overhead_s")
     return {
+        "pairs": len(rows),
+        "pairs_ok": len(ok),
+        "same_matches": all(r["serverless"]["matches"] == r["baseline"]["matches"] for r in ok),
         "serverless": {
-            "status": serverless.get("status"),
-            "end_to_end_s": e2e,
-            "critical_path_s": request.get("critical_path_s"),
-            "overhead_s": request.get("overhead_s"),
-            "function_cpu_s": round(cpu, 4),
-            "client_wall_s": client,
-            "cli_overhead_s": round(client - e2e, 4) if client is not None and e2e else None,
+            "end_to_end_p50_s": e2e,
+            "function_cpu_s_p50": cpu,
+            "overhead_p50_s": overhead,
+            "overhead_share": ratio(overhead, e2e),
+            "client_wall_p50_s": client,
+            "cli_overhead_p50_s": cli,
+            "cli_overhead_share": ratio(cli, client),
         },
-        "baseline": {"status": baseline.get("status"), **base},
-        "ratio": {
-            "end_to_end": ratio(e2e, base.get("wall_s")),
-            "function_cpu": ratio(cpu, base.get("function_cpu_s")),
+        "baseline": {
+            "wall_p50_s": base_wall,
+            "function_cpu_s_p50": base_cpu,
+            "process_cpu_s_p50": med("baseline", "cpu_s"),
+            "load_s": load_s or {},
         },
+        "ratio": {"end_to_end": ratio(e2e, base_wall), "function_cpu": ratio(cpu, base_cpu)},
+        "rows": rows,
     }
 
 
@@ -241,10 +333,13 @@ def render_comparison(cmp: dict[str, Any]) -> str:
         return "-" if value is None else f"{value:.2f}"
 
     return (
-        f"vs in-process baseline: end-to-end {f(s['end_to_end_s'])} s vs {f(b.get('wall_s'))} s "
-        f"(x{f(r['end_to_end'])}), function CPU {f(s['function_cpu_s'])} s vs "
-        f"{f(b.get('function_cpu_s'))} s (x{f(r['function_cpu'])}); baseline process CPU "
-        f"{f(b.get('cpu_s'))} s; CLI overhead {f(s['cli_overhead_s'])} s"
+        f"vs in-process baseline ({cmp['pairs_ok']}/{cmp['pairs']} pairs ok, medians, same "
+        f"matches: {'yes' if cmp['same_matches'] else 'NO'}): end-to-end "
+        f"{f(s['end_to_end_p50_s'])} s vs {f(b['wall_p50_s'])} s (x{f(r['end_to_end'])}), "
+        f"function CPU {f(s['function_cpu_s_p50'])} s vs {f(b['function_cpu_s_p50'])} s "
+        f"(x{f(r['function_cpu'])}); baseline process CPU {f(b['process_cpu_s_p50'])} s; "
+        f"platform overhead {f(s['overhead_p50_s'])} s ({f(s['overhead_share'])}); CLI overhead "
+        f"{f(s['cli_overhead_p50_s'])} s of {f(s['client_wall_p50_s'])} s"
     )
 
 
