@@ -183,7 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         compared = None
         try:
             if args.backend == "inprocess":
-                answer = run_inprocess(args.video, args.query, config=config, quiet=args.json)
+                answer = run_inprocess(
+                    args.video, args.query, config=config, quiet=args.json,
+                    log_path=args.state_dir / "inprocess.log",
+                )  # fmt: skip
             elif args.baseline:
                 answer, compared = run_side_by_side(
                     args.video, args.query, state_dir=args.state_dir, config=config,

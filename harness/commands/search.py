@@ -6,13 +6,16 @@ and progress is read from the request's state while the call runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import statistics
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +173,7 @@ def run_inprocess(
     config: dict[str, Any] | None = None,
     quiet: bool = False,
     warmup: bool = True,
+    log_path: Path | None = None,
 ) -> dict[str, Any]:
     """Search one video with the in-process baseline (harness/backends/inprocess.py): the same
     handlers and DAG in this process, sequentially, no gateway and no S3. The answer has the
@@ -180,7 +184,7 @@ def run_inprocess(
     from harness.backends.inprocess import InProcessBaseline
 
     say("in-process baseline: loading every stage (models once)", quiet)
-    with InProcessBaseline() as baseline:
+    with _logs_to(log_path), InProcessBaseline() as baseline:
         if warmup:
             say("in-process baseline: warm-up request (not timed)", quiet)
             baseline.search(video, query, config)
@@ -188,6 +192,18 @@ def run_inprocess(
         answer = run.answer
         answer["baseline"] = {**_figures(run), "load_s": baseline.load_s}
     return answer
+
+
+@contextlib.contextmanager
+def _logs_to(path: Path | None) -> Iterator[None]:
+    """The stages' JSON log lines (stdout in a function) go to a file: stdout is the answer."""
+    if path is None:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as sink, contextlib.redirect_stdout(sink):
+        yield
 
 
 def _figures(run: Any) -> dict[str, Any]:
@@ -233,7 +249,7 @@ def run_side_by_side(
     pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     try:
         say("in-process baseline: loading every stage (models once)", quiet)
-        with InProcessBaseline() as baseline:
+        with _logs_to(state_dir / "inprocess.log"), InProcessBaseline() as baseline:
             answer: dict[str, Any] = {}
             for n in range(repeat + 1):
                 label = "warm-up pair (not counted)" if n == 0 else f"pair {n}/{repeat}"
