@@ -353,7 +353,6 @@ class Pipeline:
                 code="too_many_segments",
             )
         if segments:
-            await self._progress("clips")
             clips, matches = await self._clips(
                 sorted(segments, key=lambda s: s.index), ea, video_uri, head
             )
@@ -386,6 +385,7 @@ class Pipeline:
     ) -> tuple[list[ClipResult], list[Match]]:
         cfg = self.config
         self.clips_total = len(segments)
+        await self._progress("clips")
         duration = ea.media.duration_s
         # Clip times as cut-clips makes them: the sentence, clamped to the media.
         spans = {s.index: (s.start_s, min(s.end_s, duration)) for s in segments}
