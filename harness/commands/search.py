@@ -133,7 +133,7 @@ def run_search(
     started_here = not platform.running(state_dir)
     if started_here:
         say("starting the embedded platform (first start loads the models)…", quiet)
-        if platform.up(state_dir) != 0:
+        if _to_stderr(platform.up, state_dir) != 0:
             raise UsageError(f"the platform did not start; see {state_dir / 'serve.log'}")
     try:
         client_started = time.monotonic()
@@ -163,7 +163,7 @@ def run_search(
     finally:
         if started_here and not keep:
             say("stopping the embedded platform (use --keep to leave it running)", quiet)
-            platform.down(state_dir)
+            _to_stderr(platform.down, state_dir)
 
 
 def run_inprocess(
@@ -192,6 +192,12 @@ def run_inprocess(
         answer = run.answer
         answer["baseline"] = {**_figures(run), "load_s": baseline.load_s}
     return answer
+
+
+def _to_stderr(action: Any, state_dir: Path) -> int:
+    """Starting or stopping the platform prints its status: stdout is for the answer."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return int(action(state_dir))
 
 
 @contextlib.contextmanager
@@ -244,7 +250,7 @@ def run_side_by_side(
     started_here = not platform.running(state_dir)
     if started_here:
         say("starting the embedded platform (first start loads the models)…", quiet)
-        if platform.up(state_dir) != 0:
+        if _to_stderr(platform.up, state_dir) != 0:
             raise UsageError(f"the platform did not start; see {state_dir / 'serve.log'}")
     pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     try:
@@ -264,7 +270,7 @@ def run_side_by_side(
     finally:
         if started_here and not keep:
             say("stopping the embedded platform (use --keep to leave it running)", quiet)
-            platform.down(state_dir)
+            _to_stderr(platform.down, state_dir)
     return answer, comparison(pairs, load_s=load_s)
 
 
