@@ -38,17 +38,11 @@ import contextlib
 import hashlib
 import json
 import os
-import queue
-import re
 import secrets
 import shutil
-import socket
 import string
-import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +53,25 @@ from pydantic import SecretStr
 from base.config import StorageSettings
 from base.storage import ObjectStore
 from harness.backends import kind_manifests as km
+from harness.backends.cluster.openfaas_api import OpenFaaSAPI, parse_gateway_metrics
+from harness.backends.cluster.pods import (
+    CGROUP_PROBE,
+    PodRecord,
+    function_of,
+    parse_cgroup_probe,
+    pod_ready,
+)
+from harness.backends.cluster.port_forward import PortForward
+from harness.backends.cluster.registry import registry_digest, registry_ready
+from harness.backends.cluster.tools import (
+    REQUIRED_TOOLS,
+    ClusterError,
+    Runner,
+    missing_tools,
+    missing_tools_message,
+    rfc3339,
+    wait_until,
+)
 from harness.embedded.auth import BasicAuth
 from harness.functions import FunctionDeclaration, load
 
@@ -67,434 +80,8 @@ MANIFESTS = ROOT / "manifests"
 DEFAULT_WORKDIR = ROOT / ".vsearch" / "kind"
 STATE_FILE = "state.json"
 
-REQUIRED_TOOLS = ("kind", "kubectl", "helm", "docker")
-#: Versions the cluster path was written against (manifests/README.md); older ones may work.
-TOOL_VERSIONS = {"kind": "v0.33.0", "kubectl": "v1.36", "helm": "v3.18", "docker": "28"}
-#: Where to get each tool, named in the missing-tools error.
-TOOL_SOURCES = {
-    "kind": "https://kind.sigs.k8s.io/docs/user/quick-start/#installation",
-    "kubectl": "https://kubernetes.io/docs/tasks/tools/",
-    "helm": "https://helm.sh/docs/intro/install/",
-    "docker": "https://docs.docker.com/engine/install/",
-    "skopeo": "apt-get install skopeo",
-}
-
-_MANIFEST_ACCEPT = ", ".join(
-    [
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    ]
-)
-
-# Read inside a function container: the container's own cgroup (cgroup namespaces) on v2 or v1.
-# The function images always have Python; they need not have a shell or coreutils.
-_CGROUP_PROBE = """
-import json, os
-out = {}
-for key, path in [
-    ("peak", "/sys/fs/cgroup/memory.peak"),
-    ("current", "/sys/fs/cgroup/memory.current"),
-    ("max", "/sys/fs/cgroup/memory.max"),
-    ("events", "/sys/fs/cgroup/memory.events"),
-    ("v1_peak", "/sys/fs/cgroup/memory/memory.max_usage_in_bytes"),
-    ("v1_current", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-    ("v1_limit", "/sys/fs/cgroup/memory/memory.limit_in_bytes"),
-    ("v1_oom", "/sys/fs/cgroup/memory/memory.oom_control"),
-]:
-    try:
-        with open(path) as f:
-            out[key] = f.read().strip()
-    except OSError:
-        pass
-print(json.dumps(out))
-""".strip()
-
-
-class KindError(RuntimeError):
-    """The cluster path cannot go on; the message says what to do."""
-
-
-# --------------------------------------------------------------------------------------------
-# Subprocesses
-# --------------------------------------------------------------------------------------------
-
-
-class Runner:
-    """Runs the CLI tools. Every command line is appended to ``log_path``; stdin, where secrets
-    travel, never is."""
-
-    def __init__(self, log_path: Path, *, env: Mapping[str, str] | None = None) -> None:
-        self.log_path = log_path
-        self.env = dict(os.environ if env is None else env)
-
-    def _log(self, args: Sequence[str], note: str = "") -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("a") as f:
-            f.write(json.dumps({"t": round(time.time(), 3), "argv": list(args), "note": note}))
-            f.write("\n")
-
-    def run(
-        self,
-        args: Sequence[str],
-        *,
-        input: str | None = None,
-        check: bool = True,
-        timeout: float = 600.0,
-    ) -> subprocess.CompletedProcess[str]:
-        self._log(args, "stdin" if input is not None else "")
-        try:
-            proc = subprocess.run(
-                list(args),
-                input=input,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env=self.env,
-                check=False,
-            )
-        except FileNotFoundError as exc:
-            raise KindError(f"{args[0]} is not installed (or not on PATH)") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise KindError(f"{' '.join(args[:4])} ... did not finish within {timeout:g}s") from exc
-        if check and proc.returncode != 0:
-            raise KindError(
-                f"`{' '.join(args)}` failed (exit {proc.returncode}): "
-                f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
-            )
-        return proc
-
-    def popen(self, args: Sequence[str]) -> subprocess.Popen[str]:
-        self._log(args, "background")
-        return subprocess.Popen(
-            list(args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env=self.env,
-            start_new_session=True,
-        )
-
-
-def missing_tools(tools: Iterable[str] = REQUIRED_TOOLS) -> list[str]:
-    return [t for t in tools if shutil.which(t) is None]
-
-
-def missing_tools_message(missing: Sequence[str]) -> str:
-    """One line: the missing tools, the versions written against and where to get them."""
-    wanted = ", ".join(f"{t} {TOOL_VERSIONS.get(t, '')}".strip() for t in missing)
-    sources = "; ".join(f"{t}: {TOOL_SOURCES[t]}" for t in missing if t in TOOL_SOURCES)
-    return f"missing tools: {wanted} (get them: {sources}; see manifests/README.md)"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_until(
-    what: str, predicate: Callable[[], bool], *, timeout_s: float, interval_s: float = 0.5
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if predicate():
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached within {timeout_s:g}s")
-        time.sleep(interval_s)
-
-
-def _rfc3339(text: str | None) -> float | None:
-    if not text:
-        return None
-    from datetime import datetime
-
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-# --------------------------------------------------------------------------------------------
-# The registry's HTTP API (our own registry, plain HTTP on loopback)
-# --------------------------------------------------------------------------------------------
-
-
-def registry_ready(registry: str, *, timeout_s: float = 3.0) -> bool:
-    try:
-        with httpx.Client(trust_env=False, timeout=timeout_s) as http:
-            return http.get(f"http://{registry}/v2/").status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def registry_digest(registry: str, repository: str, tag: str, *, timeout_s: float = 10.0) -> str:
-    """The digest the registry serves for ``repository:tag`` (an index's for multi-arch)."""
-    url = f"http://{registry}/v2/{repository}/manifests/{tag}"
-    with httpx.Client(trust_env=False, timeout=timeout_s) as http:
-        response = http.head(url, headers={"Accept": _MANIFEST_ACCEPT})
-    digest = response.headers.get("Docker-Content-Digest", "")
-    if response.status_code != 200 or not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-        raise KindError(f"registry has no {repository}:{tag} (HTTP {response.status_code})")
-    return digest
-
-
-# --------------------------------------------------------------------------------------------
-# Port-forwards with retry
-# --------------------------------------------------------------------------------------------
-
-
-class PortForward:
-    """``kubectl port-forward`` to loopback, restarted when it dies (pod restarts end it)."""
-
-    def __init__(
-        self,
-        runner: Runner,
-        kubectl: Sequence[str],
-        namespace: str,
-        target: str,
-        remote_ports: Sequence[int],
-        *,
-        check: Callable[[dict[int, int]], bool] | None = None,
-        attempts: int = 5,
-        ready_timeout_s: float = 30.0,
-        backoff_s: float = 1.0,
-    ) -> None:
-        self.runner = runner
-        self.kubectl = list(kubectl)
-        self.namespace = namespace
-        self.target = target
-        self.remote_ports = list(remote_ports)
-        self.check = check
-        self.attempts = attempts
-        self.ready_timeout_s = ready_timeout_s
-        self.backoff_s = backoff_s
-        self.ports: dict[int, int] = {}
-        self.starts = 0
-        self._proc: subprocess.Popen[str] | None = None
-        self._lines: queue.Queue[str | None] = queue.Queue()
-
-    def local(self, remote: int) -> int:
-        self.ensure()
-        return self.ports[remote]
-
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def ensure(self) -> None:
-        if not self.alive():
-            self.start()
-
-    def start(self) -> None:
-        errors: list[str] = []
-        for attempt in range(self.attempts):
-            self.stop()
-            ports = {remote: _free_port() for remote in self.remote_ports}
-            args = [
-                *self.kubectl,
-                "port-forward",
-                "--namespace",
-                self.namespace,
-                "--address",
-                "127.0.0.1",
-                self.target,
-                *[f"{local}:{remote}" for remote, local in ports.items()],
-            ]
-            self._proc = self.runner.popen(args)
-            self._lines = queue.Queue()
-            threading.Thread(target=self._pump, args=(self._proc,), daemon=True).start()
-            error = self._await_forwarding(len(ports))
-            if error is None and (self.check is None or self._checked(ports)):
-                self.ports = ports
-                self.starts += 1
-                return
-            errors.append(error or "forwarding, but the service did not answer")
-            self.stop()
-            time.sleep(self.backoff_s * (2**attempt))
-        raise KindError(
-            f"port-forward to {self.namespace}/{self.target} failed {self.attempts} times: "
-            + "; ".join(errors[-3:])
-        )
-
-    def _checked(self, ports: dict[int, int]) -> bool:
-        assert self.check is not None
-        try:
-            return self.check(ports)
-        except httpx.HTTPError:
-            return False
-
-    def _pump(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
-
-    def _await_forwarding(self, count: int) -> str | None:
-        """None once kubectl reports every port forwarded, else what went wrong."""
-        deadline = time.monotonic() + self.ready_timeout_s
-        seen = 0
-        output: list[str] = []
-        while seen < count:
-            try:
-                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                return f"no 'Forwarding from' within {self.ready_timeout_s:g}s"
-            if line is None:
-                return "kubectl port-forward exited: " + " | ".join(output[-3:])
-            output.append(line)
-            if line.startswith("Forwarding from 127.0.0.1:"):
-                seen += 1
-        return None
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-# --------------------------------------------------------------------------------------------
-# The gateway's REST API
-# --------------------------------------------------------------------------------------------
-
-
-class OpenFaaSAPI:
-    def __init__(self, base_url: str, auth: BasicAuth, *, timeout_s: float = 60.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.auth = auth
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, trust_env=False)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return self._http.request(method, path, auth=self.auth.as_tuple(), **kwargs)
-
-    def healthy(self) -> bool:
-        try:
-            return self._http.get("/healthz", timeout=5.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def info(self) -> dict[str, Any]:
-        response = self._call("GET", "/system/info")
-        response.raise_for_status()
-        return dict(response.json())
-
-    def functions(self) -> list[dict[str, Any]]:
-        response = self._call("GET", "/system/functions")
-        response.raise_for_status()
-        return list(response.json() or [])
-
-    def function(self, name: str) -> dict[str, Any] | None:
-        response = self._call(
-            "GET", f"/system/function/{name}", params={"namespace": km.FUNCTION_NAMESPACE}
-        )
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        return dict(response.json())
-
-    def deploy(self, body: Mapping[str, Any]) -> str:
-        """Create or update; returns "created" or "updated"."""
-        exists = self.function(str(body["service"])) is not None
-        response = self._call("PUT" if exists else "POST", "/system/functions", json=dict(body))
-        if response.status_code >= 300:
-            hint = ""
-            if "public images" in response.text:
-                hint = (
-                    " (faas-netes CE fetches the image anonymously from inside the cluster: "
-                    "is the registry reachable at the image's address?)"
-                )
-            raise KindError(
-                f"deploying {body['service']}: HTTP {response.status_code}: "
-                f"{response.text.strip()[:500]}{hint}"
-            )
-        return "updated" if exists else "created"
-
-    def scale(self, name: str, replicas: int) -> None:
-        response = self._call(
-            "POST",
-            f"/system/scale-function/{name}",
-            json={"serviceName": name, "namespace": km.FUNCTION_NAMESPACE, "replicas": replicas},
-        )
-        if response.status_code >= 300:
-            raise KindError(f"scaling {name} to {replicas}: HTTP {response.status_code}")
-
-
-# --------------------------------------------------------------------------------------------
-# What the backend observes of pods
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PodRecord:
-    """One function pod as observed over time (kept after the pod is gone)."""
-
-    uid: str
-    name: str
-    function: str
-    created_at: float | None = None
-    started_at: float | None = None
-    ready_at: float | None = None
-    gone_at: float | None = None
-    ready: bool = False
-    terminating: bool = False
-    restarts: int = 0
-    peak_memory_bytes: int | None = None
-    memory_source: str | None = None
-    oom_kills: set[str] = field(default_factory=set)
-    ever_ready: bool = False
-
-
-def _pod_ready(pod: Mapping[str, Any]) -> tuple[bool, float | None]:
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return cond.get("status") == "True", _rfc3339(cond.get("lastTransitionTime"))
-    return False, None
-
-
-def _function_of(pod: Mapping[str, Any]) -> str:
-    return str(((pod.get("metadata") or {}).get("labels") or {}).get("faas_function", ""))
-
-
-def parse_cgroup_probe(raw: Mapping[str, str]) -> tuple[int | None, str | None]:
-    """(peak bytes, source) from the container's cgroup files, the best figure available."""
-    for key, source in (
-        ("peak", "cgroup v2 memory.peak"),
-        ("v1_peak", "cgroup v1 memory.max_usage_in_bytes"),
-        ("current", "cgroup v2 memory.current (no memory.peak on this kernel)"),
-        ("v1_current", "cgroup v1 memory.usage_in_bytes"),
-    ):
-        value = raw.get(key, "")
-        if value.isdigit():
-            return int(value), source
-    return None, None
-
-
-def parse_gateway_metrics(text: str) -> dict[str, dict[str, float]]:
-    """``gateway_function_invocation_total`` per function and status code."""
-    out: dict[str, dict[str, float]] = {}
-    pattern = re.compile(r"^gateway_function_invocation_total\{(?P<labels>[^}]*)\}\s+(?P<v>\S+)")
-    for line in text.splitlines():
-        m = pattern.match(line)
-        if not m:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group("labels")))
-        name = labels.get("function_name", "?").split(".")[0]
-        out.setdefault(name, {})[labels.get("code", "?")] = float(m.group("v"))
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# The backend
-# --------------------------------------------------------------------------------------------
-
+#: The name this backend's callers know; the generic cluster pieces raise ClusterError.
+KindError = ClusterError
 
 #: The Secrets this backend generates (namespace/name -> keys); the manifests refer to these.
 GENERATED_SECRETS: dict[str, tuple[str, ...]] = {
@@ -792,9 +379,7 @@ class KindBackend:
             )  # fmt: skip
             self.started_registry = True
             self._save_state()
-        _wait_until(
-            f"registry {self.registry}", lambda: registry_ready(self.registry), timeout_s=60
-        )
+        wait_until(f"registry {self.registry}", lambda: registry_ready(self.registry), timeout_s=60)
 
     def _ensure_cluster(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -1164,7 +749,7 @@ class KindBackend:
             return not pending
 
         try:
-            _wait_until("min replicas", ready, timeout_s=self.ready_timeout_s, interval_s=1.0)
+            wait_until("min replicas", ready, timeout_s=self.ready_timeout_s, interval_s=1.0)
         except TimeoutError as exc:
             raise KindError(f"functions not ready: {sorted(pending)}") from exc
 
@@ -1237,8 +822,7 @@ class KindBackend:
         functions = list(functions)
         pods = self._pods_json()
         before = {
-            f: sorted(p["metadata"]["name"] for p in pods if _function_of(p) == f)
-            for f in functions
+            f: sorted(p["metadata"]["name"] for p in pods if function_of(p) == f) for f in functions
         }
         deleted_at = time.time()
         self._delete_pods(functions)
@@ -1248,10 +832,10 @@ class KindBackend:
             pods = self._pods_json()
             warm = sorted(
                 {
-                    _function_of(p)
+                    function_of(p)
                     for p in pods
-                    if _function_of(p) in rounds
-                    and _pod_ready(p)[0]
+                    if function_of(p) in rounds
+                    and pod_ready(p)[0]
                     and not p["metadata"].get("deletionTimestamp")
                 }
             )
@@ -1268,9 +852,7 @@ class KindBackend:
             fresh = [
                 f
                 for f in again
-                if any(
-                    _function_of(p) == f and p["metadata"]["name"] not in before[f] for p in pods
-                )
+                if any(function_of(p) == f and p["metadata"]["name"] not in before[f] for p in pods)
             ]
             if fresh:
                 self._delete_pods(fresh)
@@ -1297,7 +879,7 @@ class KindBackend:
             pods = self._pods_json(function)
             if replicas == 0:
                 return not any(
-                    _pod_ready(p)[0] and not p["metadata"].get("deletionTimestamp") for p in pods
+                    pod_ready(p)[0] and not p["metadata"].get("deletionTimestamp") for p in pods
                 )
             live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
             terminating = len(pods) - len(live)
@@ -1306,14 +888,14 @@ class KindBackend:
                 int(status.get("availableReplicas") or 0) == replicas
                 and len(live) == replicas
                 and terminating == 0
-                and all(_pod_ready(p)[0] for p in live)
+                and all(pod_ready(p)[0] for p in live)
             )
 
         try:
-            _wait_until(f"{function} at {replicas}", reached, timeout_s=timeout_s)
+            wait_until(f"{function} at {replicas}", reached, timeout_s=timeout_s)
         except TimeoutError as exc:
             states = [
-                f"{p['metadata']['name']}:{'ready' if _pod_ready(p)[0] else 'not-ready'}"
+                f"{p['metadata']['name']}:{'ready' if pod_ready(p)[0] else 'not-ready'}"
                 + (":terminating" if p["metadata"].get("deletionTimestamp") else "")
                 for p in self._pods_json(function)
             ]
@@ -1367,11 +949,11 @@ class KindBackend:
             rec = self._pods.get(uid)
             if rec is None:
                 rec = PodRecord(uid, meta["name"], meta.get("labels", {}).get("faas_function", "?"))
-                rec.created_at = _rfc3339(meta.get("creationTimestamp"))
+                rec.created_at = rfc3339(meta.get("creationTimestamp"))
                 self._pods[uid] = rec
             status = pod.get("status") or {}
-            rec.started_at = _rfc3339(status.get("startTime")) or rec.started_at
-            ready, since = _pod_ready(pod)
+            rec.started_at = rfc3339(status.get("startTime")) or rec.started_at
+            ready, since = pod_ready(pod)
             rec.ready = ready
             if ready:
                 rec.ever_ready = True
@@ -1394,7 +976,7 @@ class KindBackend:
                 continue
             probe = self.runner.run(
                 [*self.kubectl, "exec", "--namespace", km.FUNCTION_NAMESPACE, rec.name,
-                 "--container", rec.function, "--", "python3", "-c", _CGROUP_PROBE],
+                 "--container", rec.function, "--", "python3", "-c", CGROUP_PROBE],
                 check=False, timeout=30,
             )  # fmt: skip
             if probe.returncode != 0:
@@ -1478,7 +1060,7 @@ class KindBackend:
                 if at is not None and at >= since:
                     out.append({"type": kind, "function": p.function, "replica": p.name, "at": at})
             for mark in sorted(p.oom_kills):
-                at = _rfc3339(mark) if mark[:1].isdigit() else None
+                at = rfc3339(mark) if mark[:1].isdigit() else None
                 if at is None or at >= since:
                     out.append(
                         {"type": "oom_kill", "function": p.function, "replica": p.name, "at": at}

@@ -1,7 +1,7 @@
 """KindBackend's command sequence against fake kind/kubectl/helm/docker/skopeo.
 
-The fakes (harness/backends/kind_fake_tools.py) sit first on PATH, log every argv, refuse command
-lines the real tools would refuse, and answer from a shared fake cluster; ``kubectl
+The fakes (harness/backends/testing/fake_cluster_tools.py) sit first on PATH, log every argv,
+refuse command lines the real tools would refuse, and answer from a shared fake cluster; ``kubectl
 port-forward`` serves a fake OpenFaaS CE gateway that applies CE's rules. A tiny registry HTTP
 server stands in for the registry container's API (digests).
 """
@@ -24,8 +24,9 @@ import pytest
 import yaml
 
 from harness.backends import kind as kb
-from harness.backends import kind_fake_tools as fake
 from harness.backends import kind_manifests as km
+from harness.backends.cluster import openfaas_api, pods
+from harness.backends.testing import fake_cluster_tools as fake
 from harness.functions import load
 from harness.records import FunctionPlatform, platform_from_statuses
 from harness.regimes import load_regimes
@@ -424,17 +425,17 @@ def test_kind_function_status_measures_memory_ooms_and_cold_starts(
 
 
 def test_kind_parsers() -> None:
-    assert kb.parse_cgroup_probe({"v1_peak": "5", "current": "9"}) == (
+    assert pods.parse_cgroup_probe({"v1_peak": "5", "current": "9"}) == (
         5,
         "cgroup v1 memory.max_usage_in_bytes",
     )
-    assert kb.parse_cgroup_probe({}) == (None, None)
+    assert pods.parse_cgroup_probe({}) == (None, None)
     text = (
         "# HELP x\n"
         'gateway_function_invocation_total{code="200",function_name="search.openfaas-fn"} 4\n'
         'gateway_function_invocation_total{code="429",function_name="search.openfaas-fn"} 1\n'
     )
-    assert kb.parse_gateway_metrics(text) == {"search": {"200": 4.0, "429": 1.0}}
+    assert openfaas_api.parse_gateway_metrics(text) == {"search": {"200": 4.0, "429": 1.0}}
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,10 +23,11 @@ import httpx
 import pytest
 
 from harness.backends import kind as kb
-from harness.backends import kind_fake_tools as fake
 from harness.backends import kind_forward
+from harness.backends.cluster import tools as cluster_tools
 from harness.backends.factory import create_backend
 from harness.backends.test_kind_backend import TAG, FakeCluster, _milestones, fake_world
+from harness.backends.testing import fake_cluster_tools as fake
 from harness.cli import build_parser
 from harness.commands.kind import backend_options
 from harness.functions import load
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
-    return kb._free_port()
+    return cluster_tools.free_port()
 
 
 def vsearch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -932,14 +932,14 @@ def main(tool: str, argv: Sequence[str]) -> int:
 def install(bin_dir: Path, state: Path, log_path: Path) -> dict[str, str]:
     """Write the fake tools into ``bin_dir``; returns the environment to run them with."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     for tool in TOOLS:
         script = bin_dir / tool
         script.write_text(
             f"#!{sys.executable}\n"
             "import sys\n"
             f"sys.path.insert(0, {str(root)!r})\n"
-            "from harness.backends.kind_fake_tools import main\n"
+            "from harness.backends.testing.fake_cluster_tools import main\n"
             f"sys.exit(main({tool!r}, sys.argv[1:]))\n"
         )
         script.chmod(0o755)

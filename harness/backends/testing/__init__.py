@@ -1,0 +1,1 @@
+"""Test doubles for the cluster backends: never imported by product code (a test checks)."""
