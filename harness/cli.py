@@ -84,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--clip-concurrency", type=int, default=None, help="clips processed at once (default 4)"
     )
+    search.add_argument(
+        "--backend", choices=["embedded", "inprocess"], default="embedded",
+        help="embedded (default): the serverless platform; inprocess: the baseline, the same "
+        "stage handlers called sequentially in this process (no gateway, no S3)",
+    )  # fmt: skip
+    search.add_argument(
+        "--baseline", action="store_true",
+        help="also run the in-process baseline, alternating with the serverless request (a "
+        "warm-up pair, then --repeat pairs), and report serverless/baseline ratios of median "
+        "end-to-end time and CPU-seconds, platform and CLI overhead",
+    )  # fmt: skip
+    search.add_argument(
+        "--repeat", type=int, default=3, help="with --baseline: timed pairs (default 3)"
+    )
     add_state_dir(search)
 
     demo = sub.add_parser(
@@ -116,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="report directory (default: .vsearch/bench/...)")
     bench.add_argument("--json", action="store_true", help="print results.json to stdout")
     bench.add_argument("--no-limits", action="store_true", help="embedded: no cgroup limits")
+    bench.add_argument(
+        "--baseline", action="store_true",
+        help="after the regimes, run the same video through the in-process baseline (a warm-up, "
+        "then --baseline-requests timed) and report serverless/baseline ratios (baseline.json)",
+    )  # fmt: skip
+    bench.add_argument("--baseline-requests", type=int, default=3, help="timed baseline requests")
     bench.add_argument(
         "--state-dir",
         type=Path,
@@ -204,23 +224,41 @@ def run(args: argparse.Namespace) -> int:
             return platform.down(args.state_dir)
         return platform.status(args.state_dir, as_json=args.json)
     if args.command == "search":
-        from harness.commands.search import UsageError, print_answer, run_search
+        from harness.commands.search import (
+            UsageError,
+            print_answer,
+            run_inprocess,
+            run_search,
+            run_side_by_side,
+        )
 
         config: dict[str, object] = {}
         if args.clip_concurrency:
             config["clip_concurrency"] = args.clip_concurrency
         if args.exact:
             config["functions"] = {"search": {"mode": "exact"}}
+        compared = None
         try:
             if args.save_all and args.save is None:
                 raise UsageError("--all needs --save DIR")
-            answer = run_search(
-                args.video, args.query, state_dir=args.state_dir, config=config,
-                quiet=args.json, keep=args.keep, save_dir=args.save, save_all=args.save_all,
-            )  # fmt: skip
+            if args.backend == "inprocess":
+                answer = run_inprocess(
+                    args.video, args.query, config=config, quiet=args.json,
+                    log_path=args.state_dir / "inprocess.log",
+                )  # fmt: skip
+            elif args.baseline:
+                answer, compared = run_side_by_side(
+                    args.video, args.query, state_dir=args.state_dir, config=config,
+                    repeat=args.repeat, quiet=args.json, keep=args.keep,
+                )  # fmt: skip
+            else:
+                answer = run_search(
+                    args.video, args.query, state_dir=args.state_dir, config=config,
+                    quiet=args.json, keep=args.keep, save_dir=args.save, save_all=args.save_all,
+                )  # fmt: skip
         except UsageError as exc:
             return usage_error(args, exc)
-        return print_answer(answer, as_json=args.json)
+        return print_answer(answer, as_json=args.json, compared=compared)
     if args.command == "demo":
         from harness.commands.demo import run_demo
         from harness.commands.search import UsageError
@@ -246,7 +284,8 @@ def run(args: argparse.Namespace) -> int:
             return bench_command.run_bench(
                 args.regimes, backend_name=args.backend, size=args.size, video=args.video,
                 query=args.query, out=args.out, as_json=args.json, state_dir=args.state_dir,
-                no_limits=args.no_limits, backend_options=options,
+                no_limits=args.no_limits, backend_options=options, baseline=args.baseline,
+                baseline_requests=args.baseline_requests,
             )  # fmt: skip
         except bench_command.UsageError as exc:
             return usage_error(args, exc)

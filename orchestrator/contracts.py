@@ -28,8 +28,8 @@ StageName = Literal[
 #: (wrong times, a different query), so it is refused instead.
 RESERVED_CONFIG: dict[str, frozenset[str]] = {
     "cut-clips": frozenset({"segments"}),
-    "transcribe": frozenset({"time_offset_s"}),
-    "sample-frames": frozenset({"time_offset_s", "interval_s"}),
+    "transcribe": frozenset({"time_offset_s", "start_s", "end_s"}),
+    "sample-frames": frozenset({"time_offset_s", "interval_s", "start_s", "end_s"}),
     "search": frozenset({"query"}),
 }
 

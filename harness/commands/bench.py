@@ -11,6 +11,8 @@ deployed or prepared.
 from __future__ import annotations
 
 import contextlib
+import json
+import statistics
 import sys
 import threading
 import time
@@ -230,6 +232,8 @@ def run_bench(
     no_limits: bool = False,
     media_dir: Path = ROOT / ".vsearch" / "media",
     backend_options: dict[str, Any] | None = None,
+    baseline: bool = False,
+    baseline_requests: int = 3,
 ) -> int:
     from harness.backends.factory import BackendUnavailable, create_backend
     from harness.runner import PreparationError, RegimeRun
@@ -312,8 +316,18 @@ def run_bench(
             save(plots=False)  # partial results survive a later crash
     if not results:
         return code
+    compared: dict[str, Any] | None = None
+    if baseline and code == 0:
+        print("vsearch bench: in-process baseline (same handlers, one process)", file=err)
+        with log_path.open("a") as log_file, contextlib.redirect_stdout(log_file):
+            base = measure_baseline(media, requests=baseline_requests)
+        compared = compare_with_baseline(results, base)
+        config["baseline"] = compared
+        (out / "baseline.json").write_text(json.dumps(compared, indent=2) + "\n")
     files = save(plots=True)
     summary = render_summary(results)
+    if compared is not None:
+        summary += "\n\n" + render_baseline(compared)
     if as_json:
         print(summary, file=err)
         output.write_result(files["results"].read_text())
@@ -327,6 +341,125 @@ def run_bench(
     if code:
         return code
     return 0 if all(r.passed for r in results) else 1
+
+
+# --------------------------------------------------------------------------------------------
+# the in-process baseline, measured in the same run
+# --------------------------------------------------------------------------------------------
+
+
+def measure_baseline(media: Any, *, requests: int = 3) -> dict[str, Any]:
+    """The same video and query through the in-process baseline: one warm-up request, then
+    `requests` timed ones, each checked against the truth like the regimes' answers."""
+    from harness.backends.inprocess import InProcessBaseline
+    from harness.commands.search import function_cpu_s
+    from harness.records import check_content, content_ok
+
+    runs = []
+    with InProcessBaseline() as baseline:
+        baseline.search(Path(media.path), media.query)
+        for _ in range(requests):
+            run = baseline.search(Path(media.path), media.query)
+            ok = run.answer.get("status") == "ok"
+            if ok and media.truth is not None:
+                ok = content_ok(check_content(run.answer, media.truth, query=media.query))
+            runs.append(
+                {
+                    "ok": ok,
+                    "wall_s": round(run.wall_s, 4),
+                    "cpu_s": round(run.cpu_s, 4),
+                    "function_cpu_s": round(function_cpu_s(run.answer), 4),
+                }
+            )
+        load_s = dict(baseline.load_s)
+    return {"requests": runs, "load_s": load_s}
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return round(statistics.median(values), 4) if values else None
+
+
+def compare_with_baseline(results: Sequence[RegimeResult], base: dict[str, Any]) -> dict[str, Any]:
+    """Per regime: p50 end-to-end and mean function CPU per request against the baseline's."""
+    ok_runs = [r for r in base["requests"] if r["ok"]]
+    base_wall = _median([r["wall_s"] for r in ok_runs])
+    base_cpu = _median([r["function_cpu_s"] for r in ok_runs])
+    rows = []
+    for result in results:
+        measured = [r for r in result.records if r.ok and r.phase == "measure"]
+        metrics = [r.request_metrics or {} for r in measured]
+        e2e = [float(m["end_to_end_s"]) for m in metrics if m.get("end_to_end_s")]
+        overhead = [
+            float(m["overhead_s"]) / float(m["end_to_end_s"])
+            for m in metrics
+            if m.get("end_to_end_s") and m.get("overhead_s") is not None
+        ]
+        cpu = [
+            sum(
+                i.cpu_s or 0.0
+                for i in r.invocations
+                if not i.reused and i.function != "orchestrator"
+            )
+            for r in measured
+        ]
+        cpu_p50 = _median(cpu)
+        latency = [r.latency_s for r in measured if r.latency_s is not None]
+        p50 = _median(e2e)
+        rows.append(
+            {
+                "regime": result.name,
+                "requests_ok": len(measured),
+                "end_to_end_p50_s": p50,
+                "latency_p50_s": _median(latency),
+                "overhead_share_p50": _median(overhead),
+                "function_cpu_s_p50": cpu_p50,
+                "end_to_end_vs_baseline": round(p50 / base_wall, 3) if p50 and base_wall else None,
+                "cpu_vs_baseline": round(cpu_p50 / base_cpu, 3) if cpu_p50 and base_cpu else None,
+            }
+        )
+    by_name = {row["regime"]: row for row in rows}
+    cold, warm = by_name.get("cold-burst"), by_name.get("warm-steady")
+    cold_vs_warm = None
+    if cold and warm and cold["latency_p50_s"] and warm["latency_p50_s"]:
+        cold_vs_warm = round(cold["latency_p50_s"] / warm["latency_p50_s"], 3)
+    return {
+        "baseline": {
+            "requests_ok": len(ok_runs),
+            "requests": len(base["requests"]),
+            "wall_p50_s": base_wall,
+            "function_cpu_s_p50": base_cpu,
+            "process_cpu_s_p50": _median([r["cpu_s"] for r in ok_runs]),
+            "load_s": base["load_s"],
+            "runs": base["requests"],
+        },
+        "regimes": rows,
+        "cold_burst_vs_warm_steady_p50": cold_vs_warm,
+    }
+
+
+def render_baseline(cmp: dict[str, Any]) -> str:
+    b = cmp["baseline"]
+
+    def f(value: Any, unit: str = "") -> str:
+        return "-" if value is None else f"{value:.2f}{unit}"
+
+    lines = [
+        f"in-process baseline ({b['requests_ok']}/{b['requests']} ok): p50 wall "
+        f"{f(b['wall_p50_s'], ' s')}, stage CPU {f(b['function_cpu_s_p50'], ' s')}, process CPU "
+        f"{f(b['process_cpu_s_p50'], ' s')}",
+        f"{'regime':<14}{'e2e p50':>9}{'x base':>8}{'CPU-s':>8}{'x base':>8}{'overhead':>10}",
+    ]
+    for row in cmp["regimes"]:
+        share = row["overhead_share_p50"]
+        lines.append(
+            f"{row['regime']:<14}{f(row['end_to_end_p50_s']):>9}"
+            f"{f(row['end_to_end_vs_baseline']):>8}{f(row['function_cpu_s_p50']):>8}"
+            f"{f(row['cpu_vs_baseline']):>8}{'-' if share is None else f'{share:.0%}':>10}"
+        )
+    ratio = cmp.get("cold_burst_vs_warm_steady_p50")
+    if ratio is not None:
+        lines.append(f"cold-burst p50 / warm-steady p50: {ratio:.2f}")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------

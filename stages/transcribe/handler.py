@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import ffmpeg
 import numpy as np
 import soundfile as sf
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from base import media
 from base.config import RuntimeSettings
@@ -67,6 +67,17 @@ class Config(Model):
     #: Beam candidates kept for each doubtful segment (0: none). Each doubtful segment costs one
     #: more decode of its own audio only.
     alternatives: int = Field(3, ge=0, le=5)
+    #: Transcribe only this window of the input (seconds in the input's timeline), e.g. one
+    #: sentence of the whole extracted audio; reported times stay in that timeline (plus
+    #: time_offset_s), so no clip needs to be cut and decoded first.
+    start_s: float | None = Field(None, ge=0.0, le=1e7)
+    end_s: float | None = Field(None, gt=0.0, le=1e7)
+
+    @model_validator(mode="after")
+    def _window(self) -> Config:
+        if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
+            raise ValueError("end_s must be after start_s")
+        return self
 
 
 class Word(Model):
@@ -214,6 +225,18 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
     if not info.has_audio:
         raise BadInput("the input has no audio stream to transcribe", code="no_audio")
     audio = _decode(ctx, path)
+    offset = cfg.time_offset_s
+    if cfg.start_s is not None or cfg.end_s is not None:
+        first = round((cfg.start_s or 0.0) * SAMPLE_RATE)
+        last = len(audio) if cfg.end_s is None else round(cfg.end_s * SAMPLE_RATE)
+        if first >= len(audio):
+            raise BadInput(
+                f"start_s {cfg.start_s:.3f} lies after the audio's end "
+                f"({len(audio) / SAMPLE_RATE:.3f} s)",
+                code="window_out_of_range",
+            )
+        audio = audio[first:last]
+        offset += first / SAMPLE_RATE
     duration = len(audio) / SAMPLE_RATE
     ctx.check_cancelled()
 
@@ -231,10 +254,12 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
             vad_filter=cfg.vad_filter,
         )
         detected = tinfo.language
-        _collect(pieces, ctx, duration, cfg.time_offset_s, words, segments, doubtful)
+        _collect(pieces, ctx, duration, offset, words, segments, doubtful)
         for start, end, text in doubtful[: MAX_DOUBTFUL_SEGMENTS if cfg.alternatives else 0]:
             ctx.check_cancelled()
-            alternatives.extend(_alternatives(loaded.model, audio, start, end, text, detected, cfg))
+            alternatives.extend(
+                _alternatives(loaded.model, audio, start, end, text, detected, cfg, offset)
+            )
 
     name = f"transcript-{event.fanout or 0:04d}.json"
     output = Output(
@@ -348,6 +373,7 @@ def _alternatives(
     best: str,
     language: str,
     cfg: Config,
+    offset: float,
 ) -> list[Alternative]:
     """Beam candidates other than `best` for audio[start:end] (one more decode of that span)."""
     from faster_whisper.audio import pad_or_trim
@@ -382,8 +408,8 @@ def _alternatives(
         seen.add(key)
         out.append(
             Alternative(
-                start_s=round(start + cfg.time_offset_s, 3),
-                end_s=round(end + cfg.time_offset_s, 3),
+                start_s=round(start + offset, 3),
+                end_s=round(end + offset, 3),
                 text=text,
                 avg_logprob=round(float(score), 4),
             )

@@ -96,6 +96,39 @@ def test_time_offset_shifts_every_time(
     assert _stored(s3_server, out["transcript_uri"])["words"] == out["words"]
 
 
+def test_a_window_of_the_whole_audio_gives_that_sentence_at_absolute_times(
+    transcribe_url: str,
+    speech_uri: str,
+    speech: VideoTruth,
+    transcribe: Callable[..., dict[str, Any]],
+    transcript_checks: Any,
+) -> None:
+    # What the orchestrator does: one sentence of the extracted audio, no clip cut first.
+    h = transcript_checks
+    sentence = speech.sentences[1]
+    start, end = max(0.0, sentence.start_s - 0.2), sentence.end_s + 0.2
+    rid = f"t-window-{uuid.uuid4().hex[:8]}"
+    config = {"start_s": start, "end_s": end}
+    out = transcribe(transcribe_url, speech_uri, rid, config=config, fanout=1)["outputs"]
+    assert h.wer(sentence.text, out["text"]) < h.MAX_WER, out["text"]
+    assert out["duration_s"] == pytest.approx(end - start, abs=0.01)
+    assert out["words"], out
+    for w in out["words"]:  # absolute times, inside the sentence
+        assert start - 0.01 <= w["start_s"] <= w["end_s"] <= end + 0.01
+    window = {h.normalise(w["word"]) for w in out["words"]}
+    assert "window" in window and "fox" not in window and "station" not in window
+    h.check_words(out, offset=start)
+
+
+def test_a_window_after_the_end_or_reversed_is_refused(
+    transcribe_url: str, speech_uri: str, invoke: Callable[..., Any]
+) -> None:
+    for config, status in (({"start_s": 500.0}, 422), ({"start_s": 2.0, "end_s": 1.0}, 400)):
+        body = {"request_id": f"t-bad-{uuid.uuid4().hex[:8]}", "input": {"audio": speech_uri}}
+        response = invoke(transcribe_url, {**body, "config": config})
+        assert response.status_code == status, response.text
+
+
 @pytest.fixture(scope="module")
 def silences(media_dir: Path) -> dict[str, Path]:
     d = media_dir / "transcribe-silence"
