@@ -23,8 +23,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the headless backend
 from pydantic import BaseModel, Field
 
+from harness.records import RequestRecord
 from harness.regimes import Baseline, CapacityConfig
 from harness.stats import RegimeSummary
+
+
+def completion_rate(records: Sequence[RequestRecord]) -> float | None:
+    """The pace of answers once they come: (ok - 1) / (last - first successful finish)."""
+    done = sorted(r.finished_s for r in records if r.ok and r.finished_s is not None)
+    if len(done) < 2 or done[-1] <= done[0]:
+        return None
+    return (len(done) - 1) / (done[-1] - done[0])
 
 
 class CapacityStep(BaseModel):
@@ -37,6 +46,9 @@ class CapacityStep(BaseModel):
     max_s: float | None
     max_ratio: float | None = Field(None, description="slowest success / baseline latency")
     goodput_per_s: float | None
+    completion_rate_per_s: float | None = Field(
+        None, description="(ok - 1) / (last answer - first answer): the pace answers came at"
+    )
     sustainable: bool
     reason: str = ""
 
@@ -58,8 +70,10 @@ def judge_step(
     rate_per_s: float,
     baseline: Baseline,
     config: CapacityConfig,
+    records: Sequence[RequestRecord] = (),
 ) -> CapacityStep:
     oc = summary.outcomes
+    pace = completion_rate([r for r in records if r.phase != "warmup"])
     lat = summary.latency_ok_s
     ratio = lat.max / baseline.latency_s if lat.max is not None else None
     reasons = []
@@ -72,6 +86,12 @@ def judge_step(
     if ratio is None or ratio > config.max_latency_ratio:
         shown = "-" if ratio is None else f"{ratio:.2f}x"
         reasons.append(f"slowest request {shown} the baseline > {config.max_latency_ratio:g}x")
+    if records and (pace is None or pace < config.min_completion_ratio * rate_per_s):
+        shown = "-" if pace is None else f"{pace:.3f}/s"
+        reasons.append(
+            f"answers came at {shown} < {config.min_completion_ratio:.0%} of the offered "
+            f"{rate_per_s:.3f}/s (a queue is building)"
+        )
     return CapacityStep(
         rate_x=rate_x,
         rate_per_s=rate_per_s,
@@ -82,6 +102,7 @@ def judge_step(
         max_s=lat.max,
         max_ratio=ratio,
         goodput_per_s=summary.throughput_ok_per_s,
+        completion_rate_per_s=pace,
         sustainable=not reasons,
         reason="; ".join(reasons),
     )
@@ -142,12 +163,12 @@ def render_capacity_result(result: CapacityResult) -> str:
             "-" if s.p50_s is None else f"{s.p50_s:.2f}s",
             "-" if s.max_s is None else f"{s.max_s:.2f}s",
             "-" if s.max_ratio is None else f"{s.max_ratio:.2f}x",
-            "-" if s.goodput_per_s is None else f"{s.goodput_per_s:.3f}/s",
+            "-" if s.completion_rate_per_s is None else f"{s.completion_rate_per_s:.3f}/s",
             "sustainable" if s.sustainable else f"BROKEN: {s.reason}",
         )
         for s in result.steps
     ]
-    head = ("x cap", "offered", "ok", "p50", "max", "max/base", "goodput", "verdict")
+    head = ("x cap", "offered", "ok", "p50", "max", "max/base", "answer pace", "verdict")
     lines = [format_table(head, rows, align="rrrrrrrl")]
     lines.append(
         f"CPU-bound cap: {b.cores} cores / {b.cpu_s:.2f} CPU-s per request = "
@@ -174,10 +195,12 @@ def plot_capacity(result: CapacityResult) -> Any:
         return fig
     top = max([*xs, result.cpu_bound_cap_per_s]) * 1.15
     ax.plot([0, top], [0, top], color="lightgray", lw=1, label="goodput = offered")
-    ax.plot(xs, [s.goodput_per_s or 0 for s in steps], "o-", label="goodput (ok/s)")
-    for s in steps:
+    pace = [s.completion_rate_per_s or 0 for s in steps]
+    ax.plot(xs, pace, "o-", label="answer pace (ok/s between first and last answer)")
+    ax.plot(xs, [s.goodput_per_s or 0 for s in steps], "s:", label="ok / step duration")
+    for s, p in zip(steps, pace, strict=True):
         if not s.sustainable:
-            ax.plot([s.rate_per_s], [s.goodput_per_s or 0], "x", color="red", ms=10)
+            ax.plot([s.rate_per_s], [p], "x", color="red", ms=10)
     ax.axvline(result.cpu_bound_cap_per_s, color="black", ls="--", lw=1, label="CPU-bound cap")
     if result.sustainable_rate_per_s is not None:
         ax.axvline(
@@ -186,7 +209,7 @@ def plot_capacity(result: CapacityResult) -> Any:
             f"({result.ratio_to_cap:.0%} of cap)",
         )  # fmt: skip
     ax.set_xlabel("offered rate (requests/s, open loop)")
-    ax.set_ylabel("goodput (successful requests/s)")
+    ax.set_ylabel("successful requests/s")
     ax.set_title("Capacity: goodput against offered load (x = broken step)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

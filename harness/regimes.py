@@ -297,6 +297,9 @@ class CapacityConfig(_Strict):
     request_timeout_s: float = Field(300, gt=0)
     min_success_rate: float = Field(1.0, ge=0, le=1)
     max_latency_ratio: float = Field(3.0, gt=1)
+    #: Answers between the step's first and last must come at least this share of the offered
+    #: rate: below it a queue is building even if a short step's latency still looks fine.
+    min_completion_ratio: float = Field(0.8, gt=0, le=1)
     sources: dict[str, str] = Field(default_factory=dict)
 
 

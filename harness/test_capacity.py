@@ -74,3 +74,18 @@ def test_regimes_yaml_declares_the_capacity_search() -> None:
     assert rs.capacity is not None and rs.baseline is not None
     assert rs.capacity.preparation.declarations == rs.baseline.preparation.declarations
     assert set(rs.capacity.sources) >= {"max_latency_ratio", "start_x", "requests_per_step"}
+
+
+def test_a_step_whose_answers_fall_behind_is_not_sustainable() -> None:
+    # Arrivals every 2 s (0.5/s) but answers 5 s apart: a queue builds, whatever the latency.
+    records = synthetic_records(6, rate=0.5, base_latency_s=1.0)
+    late = [
+        r.model_copy(update={"finished_s": 10.0 + 5.0 * r.index}).finalize_timing() for r in records
+    ]
+    config = CONFIG.model_copy(update={"max_latency_ratio": 100.0})
+    step = judge_step(
+        summarize(late, regime="c"), rate_x=2.0, rate_per_s=0.5, baseline=BASELINE,
+        config=config, records=late,
+    )  # fmt: skip
+    assert step.completion_rate_per_s == 0.2
+    assert not step.sustainable and "answers came at 0.200/s < 80% of the offered" in step.reason

@@ -567,6 +567,7 @@ def run_capacity(
                     rate_per_s=rate,
                     baseline=baseline,
                     config=config,
+                    records=step_result.records,
                 )
                 steps.append(step)
                 verdict = "sustainable" if step.sustainable else f"broken: {step.reason}"
