@@ -171,7 +171,7 @@ def plot_trace(trace: RequestTrace, title: str = "") -> Any:
         + f"request {trace.request_id}: latency {lat}, critical path (* outlined) {crit}",
         fontsize=9,
     )
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="x", alpha=0.3)
     return fig
 
