@@ -122,9 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
         "the thresholds. Writes results.json, requests.csv, invocations.csv and PNG plots to "
         "--out. Exit 0: every threshold met; 1: one missed; 2: usage; 3: platform problem.",
     )
-    bench.add_argument("regimes", nargs="+", metavar="REGIME", help="regime names, in order")
+    bench.add_argument(
+        "regimes", nargs="+", metavar="REGIME",
+        help="regime names, in order; or `capacity` alone: step the open-loop rate until "
+        "success or latency breaks, print the sustainable rate against the CPU-bound cap",
+    )  # fmt: skip
     bench.add_argument("--backend", choices=["embedded", "kind"], default="embedded")
-    bench.add_argument("--size", choices=["small", "medium", "large"], default="small")
+    bench.add_argument(
+        "--size", choices=["ci", "small", "medium", "large"], default="small",
+        help="small (default): >= 20 measured warm-steady requests, enough for a p95; "
+        "ci: what ./vsearch test runs",
+    )  # fmt: skip
+    bench.add_argument(
+        "--regimes", type=Path, default=None, dest="regimes_file", metavar="FILE",
+        help="a regimes.yaml of your own (default: harness/regimes.yaml)",
+    )  # fmt: skip
     bench.add_argument("--video", type=Path, help="input video (default: the generated demo)")
     bench.add_argument("--query", help="the words to search for (required with --video)")
     bench.add_argument("--out", type=Path, help="report directory (default: .vsearch/bench/...)")
@@ -132,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-limits", action="store_true", help="embedded: no cgroup limits")
     bench.add_argument(
         "--baseline", action="store_true",
-        help="after the regimes, run the same video through the in-process baseline (a warm-up, "
+        help="after the regimes, run the same video through the in-process baseline (one process, "
+        "no gateway; not the warm baseline the ratio gates use) (a warm-up, "
         "then --baseline-requests timed) and report serverless/baseline ratios (baseline.json)",
     )  # fmt: skip
     bench.add_argument("--baseline-requests", type=int, default=3, help="timed baseline requests")
@@ -152,10 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser(
         "report",
         help="show one benchmark run, or compare several side by side",
-        description="One DIR: its full summary. Several: one row per run and regime.",
+        description="One DIR: its full summary. Several: one row per run and regime. Two (A B): "
+        "also B against A with significance tests (Mann-Whitney U on latency, Fisher on "
+        "success); exit 1 on a significant regression. --calibrate: memory budgets (a YAML "
+        "fragment for regimes.yaml), limit sizing and measured latency ratios.",
     )
     report.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="bench --out dirs")
     report.add_argument("--json", action="store_true", help="machine-readable comparison")
+    report.add_argument(
+        "--calibrate", action="store_true",
+        help="print budgets (peak x 1.2) and the limit-sizing report from these runs",
+    )  # fmt: skip
+    report.add_argument(
+        "--no-gate", action="store_true", help="A B: report a regression but exit 0"
+    )
 
     test = sub.add_parser("test", help="lint and run every test (what CI runs)")
     test.add_argument("--all", action="store_true", help="include tests marked slow")
@@ -275,17 +298,26 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             if args.command == "report":
-                return bench_command.run_report(args.dirs, as_json=args.json)
+                return bench_command.run_report(
+                    args.dirs, as_json=args.json, calibrate=args.calibrate, no_gate=args.no_gate
+                )
             options = {}
             if args.backend == "kind":
                 from harness.commands.kind import backend_options
 
                 options = {**backend_options(args), "keep_cluster": args.keep_cluster}
+            if args.regimes == ["capacity"]:
+                return bench_command.run_capacity(
+                    backend_name=args.backend, size=args.size, video=args.video,
+                    query=args.query, out=args.out, state_dir=args.state_dir,
+                    no_limits=args.no_limits, backend_options=options,
+                    regimes_file=args.regimes_file,
+                )  # fmt: skip
             return bench_command.run_bench(
                 args.regimes, backend_name=args.backend, size=args.size, video=args.video,
                 query=args.query, out=args.out, as_json=args.json, state_dir=args.state_dir,
-                no_limits=args.no_limits, backend_options=options, baseline=args.baseline,
-                baseline_requests=args.baseline_requests,
+                no_limits=args.no_limits, backend_options=options, inprocess_baseline=args.baseline,
+                baseline_requests=args.baseline_requests, regimes_file=args.regimes_file,
             )  # fmt: skip
         except bench_command.UsageError as exc:
             return usage_error(args, exc)
