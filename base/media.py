@@ -26,6 +26,8 @@ class MediaInfo(BaseModel):
     height: int | None = None
     fps: float | None = None
     rotation: int = 0
+    video_codec: str | None = None
+    pix_fmt: str | None = None
     audio_sample_rate: int | None = None
     audio_channels: int | None = None
     format_name: str = ""
@@ -74,6 +76,8 @@ def parse_probe(data: dict[str, Any]) -> MediaInfo:
         info.width, info.height = v.get("width"), v.get("height")
         info.fps = _rate(v.get("avg_frame_rate")) or _rate(v.get("r_frame_rate"))
         info.rotation = _rotation(v)
+        info.video_codec = v.get("codec_name")
+        info.pix_fmt = v.get("pix_fmt")
     if audio:
         info.audio_sample_rate = int(_float(audio[0].get("sample_rate")) or 0) or None
         info.audio_channels = audio[0].get("channels")

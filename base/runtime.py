@@ -45,6 +45,10 @@ from base.processes import Completed, ProcessRunner
 from base.storage import ObjectStore, request_key
 from base.telemetry import InvocationRecorder, ProcessClock, log
 
+#: When this module was imported: the end of interpreter start-up for `python -m stages.<name>`
+#: (its __main__ imports the runtime first), the start of the function's own imports.
+RUNTIME_IMPORTED = time.monotonic()
+
 InputT = TypeVar("InputT", bound=BaseModel)
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 OutputT = TypeVar("OutputT", bound=BaseModel)
@@ -179,14 +183,30 @@ class FunctionServer:
         self._slots = threading.BoundedSemaphore(settings.max_inflight)
         self.ready = False
         self._ready_event = threading.Event()
+        #: Seconds of the cold start by phase, once ready (also in /_/ready).
+        self.startup: dict[str, float] = {}
 
     def init(self) -> None:
+        init_started = time.monotonic()
         if self.function.init is not None:
             self.function.init()
         self.ready = True
         self._ready_event.set()
         self.clock.mark_ready()
-        log("ready", function=self.function.name, init_s=round(self.clock.init_s, 3))
+        # Where the cold start went: interpreter start, the function's imports, its init
+        # (model load); the first call's own cost is in its invocation record (cold_start).
+        imported = max(self.clock.started_monotonic, min(RUNTIME_IMPORTED, init_started))
+        self.startup = {
+            "process_start_s": round(imported - self.clock.started_monotonic, 3),
+            "imports_s": round(max(0.0, init_started - imported), 3),
+            "model_load_s": round(time.monotonic() - init_started, 3),
+        }
+        log(
+            "ready",
+            function=self.function.name,
+            init_s=round(self.clock.init_s, 3),
+            **self.startup,
+        )
 
     def init_in_background(self) -> None:
         """Load models while the port is already open; a failed init ends the process."""
@@ -218,9 +238,11 @@ class FunctionServer:
 
     async def readiness(self, request: Request) -> Response:
         """Readiness: init (model load) is done, so an invocation starts work at once."""
+        # The pid lets a platform tell its own replica from another process that took the port.
+        body = {"function": self.function.name, "pid": os.getpid()}
         if not self.ready:
-            return JSONResponse({"status": "starting", "function": self.function.name}, 503)
-        return JSONResponse({"status": "ok", "function": self.function.name})
+            return JSONResponse({"status": "starting", **body}, 503)
+        return JSONResponse({"status": "ok", **body, "startup": self.startup})
 
     async def invoke(self, request: Request) -> Response:
         received = time.monotonic()
@@ -303,6 +325,18 @@ class FunctionServer:
                 for err in exc.errors()[:5]
             )
             raise InvalidRequest(f"invalid request: {problems}") from None
+
+    def call_here(
+        self, body: Any, *, deadline: float, cancel: threading.Event | None = None
+    ) -> tuple[int, BaseModel]:
+        """Invoke in the calling thread, without HTTP: the same parse, handler, metrics and
+        error envelope as `POST /` (the in-process baseline calls every stage this way)."""
+        if not self.ready:
+            self.init()
+        event = self._parse(body)
+        self._slots.acquire()  # released by _work
+        status, payload, _ = self._work(event, deadline, cancel or threading.Event())
+        return status, payload
 
     # -- the work, on a worker thread -----------------------------------------------------------
     def _work(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.records import FunctionPlatform
-from harness.regimes import Regime, evaluate
+from harness.regimes import Baseline, Regime, evaluate
 from harness.report import RegimeResult
 from harness.stats import summarize
 from harness.workload import ProgressCallback, SendFn, run_open_loop
@@ -42,6 +42,7 @@ async def run_regime(
     progress: ProgressCallback | None = None,
     base_dir: Path | None = None,
     preparation_report: dict[str, Any] | None = None,
+    baseline: Baseline | None = None,
 ) -> RegimeResult:
     """Run ``regime``'s workload open loop through ``send`` and judge it by its thresholds."""
     schedule = regime.schedule(base_dir)
@@ -68,7 +69,8 @@ async def run_regime(
         name=regime.name,
         summary=summary,
         load=result.load,
-        violations=evaluate(summary, regime.thresholds),
+        violations=evaluate(summary, regime.thresholds, baseline=baseline),
         records=result.records,
         preparation=preparation_report,
+        baseline=baseline,
     )

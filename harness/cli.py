@@ -66,9 +66,37 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("video", type=Path, help="a video file (mp4, webm, avi, mkv, ...)")
     search.add_argument("--query", "-q", required=True, help="the words to find")
     search.add_argument("--json", action="store_true", help="print the result as JSON")
+    search.add_argument(
+        "--exact",
+        action="store_true",
+        help="whole words exactly as transcribed only (default: tolerant of recognition errors, "
+        "ranked by score)",
+    )
     search.add_argument("--keep", action="store_true", help="leave the platform running")
     search.add_argument(
+        "--save", type=Path, metavar="DIR",
+        help="download the matching clips into DIR (names: clip index and times in the video)",
+    )  # fmt: skip
+    search.add_argument(
+        "--all", action="store_true", dest="save_all",
+        help="with --save: every clip, not only the matches",
+    )  # fmt: skip
+    search.add_argument(
         "--clip-concurrency", type=int, default=None, help="clips processed at once (default 4)"
+    )
+    search.add_argument(
+        "--backend", choices=["embedded", "inprocess"], default="embedded",
+        help="embedded (default): the serverless platform; inprocess: the baseline, the same "
+        "stage handlers called sequentially in this process (no gateway, no S3)",
+    )  # fmt: skip
+    search.add_argument(
+        "--baseline", action="store_true",
+        help="also run the in-process baseline, alternating with the serverless request (a "
+        "warm-up pair, then --repeat pairs), and report serverless/baseline ratios of median "
+        "end-to-end time and CPU-seconds, platform and CLI overhead",
+    )  # fmt: skip
+    search.add_argument(
+        "--repeat", type=int, default=3, help="with --baseline: timed pairs (default 3)"
     )
     add_state_dir(search)
 
@@ -80,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--media-dir", type=Path, default=ROOT / ".vsearch" / "media", help="where to write it"
     )
+    demo.add_argument(
+        "--save", type=Path, metavar="DIR", default=ROOT / ".vsearch" / "demo-clips",
+        help="where the matching clip is saved (default: %(default)s)",
+    )  # fmt: skip
     add_state_dir(demo)
 
     bench = sub.add_parser(
@@ -90,14 +122,33 @@ def build_parser() -> argparse.ArgumentParser:
         "the thresholds. Writes results.json, requests.csv, invocations.csv and PNG plots to "
         "--out. Exit 0: every threshold met; 1: one missed; 2: usage; 3: platform problem.",
     )
-    bench.add_argument("regimes", nargs="+", metavar="REGIME", help="regime names, in order")
+    bench.add_argument(
+        "regimes", nargs="+", metavar="REGIME",
+        help="regime names, in order; or `capacity` alone: step the open-loop rate until "
+        "success or latency breaks, print the sustainable rate against the CPU-bound cap",
+    )  # fmt: skip
     bench.add_argument("--backend", choices=["embedded", "kind"], default="embedded")
-    bench.add_argument("--size", choices=["small", "medium", "large"], default="small")
+    bench.add_argument(
+        "--size", choices=["ci", "small", "medium", "large"], default="small",
+        help="small (default): >= 20 measured warm-steady requests, enough for a p95; "
+        "ci: what ./vsearch test runs",
+    )  # fmt: skip
+    bench.add_argument(
+        "--regimes", type=Path, default=None, dest="regimes_file", metavar="FILE",
+        help="a regimes.yaml of your own (default: harness/regimes.yaml)",
+    )  # fmt: skip
     bench.add_argument("--video", type=Path, help="input video (default: the generated demo)")
     bench.add_argument("--query", help="the words to search for (required with --video)")
     bench.add_argument("--out", type=Path, help="report directory (default: .vsearch/bench/...)")
     bench.add_argument("--json", action="store_true", help="print results.json to stdout")
     bench.add_argument("--no-limits", action="store_true", help="embedded: no cgroup limits")
+    bench.add_argument(
+        "--baseline", action="store_true",
+        help="after the regimes, run the same video through the in-process baseline (one process, "
+        "no gateway; not the warm baseline the ratio gates use) (a warm-up, "
+        "then --baseline-requests timed) and report serverless/baseline ratios (baseline.json)",
+    )  # fmt: skip
+    bench.add_argument("--baseline-requests", type=int, default=3, help="timed baseline requests")
     bench.add_argument(
         "--state-dir",
         type=Path,
@@ -114,10 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser(
         "report",
         help="show one benchmark run, or compare several side by side",
-        description="One DIR: its full summary. Several: one row per run and regime.",
+        description="One DIR: its full summary. Several: one row per run and regime. Two (A B): "
+        "also B against A with significance tests (Mann-Whitney U on latency, Fisher on "
+        "success); exit 1 on a significant regression. --calibrate: memory budgets (a YAML "
+        "fragment for regimes.yaml), limit sizing and measured latency ratios.",
     )
     report.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="bench --out dirs")
     report.add_argument("--json", action="store_true", help="machine-readable comparison")
+    report.add_argument(
+        "--calibrate", action="store_true",
+        help="print budgets (peak x 1.2) and the limit-sizing report from these runs",
+    )  # fmt: skip
+    report.add_argument(
+        "--no-gate", action="store_true", help="A B: report a regression but exit 0"
+    )
 
     test = sub.add_parser("test", help="lint and run every test (what CI runs)")
     test.add_argument("--all", action="store_true", help="include tests marked slow")
@@ -127,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out the image build and its tests (platforms/offline/bazel-test.sh)",
     )
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="what each path (embedded, kind, Bazel offline/online) has, lacks, how to install",
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
 
     from harness.cluster.command import add_parser as add_platform_parser
 
@@ -139,6 +206,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    as_json = bool(getattr(args, "json", False))
+    if not as_json:
+        return run(args)
+    from harness.commands import output
+
+    # stdout is the result: one JSON document; whatever else is printed goes to stderr.
+    with output.json_stdout():
+        code = run(args)
+        if not output.written():
+            output.print_json({
+                "status": "error",
+                "error": {
+                    "code": "no_result",
+                    "message": f"vsearch {args.command} exited {code} without a result; "
+                    "the reason is on stderr",
+                },
+            })  # fmt: skip
+    return code
+
+
+def usage_error(args: argparse.Namespace, exc: Exception) -> int:
+    """A problem the user can fix: said on stderr (and as the JSON document with --json); 2."""
+    print(f"vsearch {args.command}: {exc}", file=sys.stderr)
+    if getattr(args, "json", False):
+        from harness.commands import output
+
+        output.print_json({"status": "error", "error": {"code": "usage", "message": str(exc)}})
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
     if args.command in ("up", "down", "status") and args.backend == "kind":
         from harness.commands import kind as kind_command
 
@@ -153,50 +251,80 @@ def main(argv: Sequence[str] | None = None) -> int:
             return platform.down(args.state_dir)
         return platform.status(args.state_dir, as_json=args.json)
     if args.command == "search":
-        from harness.commands.search import UsageError, print_answer, run_search
+        from harness.commands.search import (
+            UsageError,
+            print_answer,
+            run_inprocess,
+            run_search,
+            run_side_by_side,
+        )
 
-        config = {}
+        config: dict[str, object] = {}
         if args.clip_concurrency:
             config["clip_concurrency"] = args.clip_concurrency
+        if args.exact:
+            config["functions"] = {"search": {"mode": "exact"}}
+        compared = None
         try:
-            answer = run_search(
-                args.video, args.query, state_dir=args.state_dir, config=config,
-                quiet=args.json, keep=args.keep,
-            )  # fmt: skip
+            if args.save_all and args.save is None:
+                raise UsageError("--all needs --save DIR")
+            if args.backend == "inprocess":
+                answer = run_inprocess(
+                    args.video, args.query, config=config, quiet=args.json,
+                    log_path=args.state_dir / "inprocess.log",
+                )  # fmt: skip
+            elif args.baseline:
+                answer, compared = run_side_by_side(
+                    args.video, args.query, state_dir=args.state_dir, config=config,
+                    repeat=args.repeat, quiet=args.json, keep=args.keep,
+                )  # fmt: skip
+            else:
+                answer = run_search(
+                    args.video, args.query, state_dir=args.state_dir, config=config,
+                    quiet=args.json, keep=args.keep, save_dir=args.save, save_all=args.save_all,
+                )  # fmt: skip
         except UsageError as exc:
-            print(f"vsearch search: {exc}", file=sys.stderr)
-            return 2
-        return print_answer(answer, as_json=args.json)
+            return usage_error(args, exc)
+        return print_answer(answer, as_json=args.json, compared=compared)
     if args.command == "demo":
         from harness.commands.demo import run_demo
         from harness.commands.search import UsageError
 
         try:
             return run_demo(
-                args.state_dir, media_dir=args.media_dir, as_json=args.json, keep=args.keep
-            )
+                args.state_dir, media_dir=args.media_dir, as_json=args.json, keep=args.keep,
+                save_dir=args.save,
+            )  # fmt: skip
         except UsageError as exc:
-            print(f"vsearch demo: {exc}", file=sys.stderr)
-            return 2
+            return usage_error(args, exc)
     if args.command in ("bench", "report"):
         from harness.commands import bench as bench_command
 
         try:
             if args.command == "report":
-                return bench_command.run_report(args.dirs, as_json=args.json)
+                return bench_command.run_report(
+                    args.dirs, as_json=args.json, calibrate=args.calibrate, no_gate=args.no_gate
+                )
             options = {}
             if args.backend == "kind":
                 from harness.commands.kind import backend_options
 
                 options = {**backend_options(args), "keep_cluster": args.keep_cluster}
+            if args.regimes == ["capacity"]:
+                return bench_command.run_capacity(
+                    backend_name=args.backend, size=args.size, video=args.video,
+                    query=args.query, out=args.out, state_dir=args.state_dir,
+                    no_limits=args.no_limits, backend_options=options,
+                    regimes_file=args.regimes_file,
+                )  # fmt: skip
             return bench_command.run_bench(
                 args.regimes, backend_name=args.backend, size=args.size, video=args.video,
                 query=args.query, out=args.out, as_json=args.json, state_dir=args.state_dir,
-                no_limits=args.no_limits, backend_options=options,
+                no_limits=args.no_limits, backend_options=options, inprocess_baseline=args.baseline,
+                baseline_requests=args.baseline_requests, regimes_file=args.regimes_file,
             )  # fmt: skip
         except bench_command.UsageError as exc:
-            print(f"vsearch {args.command}: {exc}", file=sys.stderr)
-            return 2
+            return usage_error(args, exc)
     if args.command == "platform":
         from harness.cluster.command import run as run_platform
 
@@ -205,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from harness.commands.test import run_tests
 
         return run_tests(args.pytest_args, include_slow=args.all, bazel=not args.no_bazel)
+    if args.command == "doctor":
+        from harness.commands.doctor import run_doctor
+
+        return run_doctor(as_json=args.json)
     if args.command == "lock":
         from harness.commands.lock import relock
 

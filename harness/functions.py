@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DECLARATIONS = Path(__file__).resolve().parents[1] / "manifests" / "functions.yaml"
 _UNITS = {"": 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "K": 10**3, "M": 10**6, "G": 10**9}
@@ -46,17 +46,30 @@ class FunctionDeclaration(BaseModel):
     exec_timeout: str = "300s"
     max_inflight: int = Field(1, ge=1)
     memory_limit: str = "768Mi"
+    #: What the cluster reserves per replica (Kubernetes requests.memory): the measured peak
+    #: with headroom, below the limit, so a small node schedules the set. None: the limit.
+    memory_request: str | None = None
     cpu_limit: float | None = Field(None, gt=0)
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(4, ge=1)
     scale_to_zero_idle: float | None = Field(None, gt=0)
     env: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("memory_limit")
+    @field_validator("memory_limit", "memory_request")
     @classmethod
-    def _memory(cls, value: str) -> str:
-        parse_bytes(value)
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_bytes(value)
         return value
+
+    @model_validator(mode="after")
+    def _request_within_limit(self) -> FunctionDeclaration:
+        if self.memory_request_bytes > self.memory_limit_bytes:
+            raise ValueError(
+                f"{self.name}: memory_request {self.memory_request} is above its memory_limit "
+                f"{self.memory_limit}"
+            )
+        return self
 
     @field_validator("exec_timeout")
     @classmethod
@@ -67,6 +80,10 @@ class FunctionDeclaration(BaseModel):
     @property
     def memory_limit_bytes(self) -> int:
         return parse_bytes(self.memory_limit)
+
+    @property
+    def memory_request_bytes(self) -> int:
+        return parse_bytes(self.memory_request or self.memory_limit)
 
     @property
     def exec_timeout_s(self) -> float:

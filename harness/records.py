@@ -88,6 +88,11 @@ class InvocationSample(BaseModel):
     cold_start_wait_s: float | None = Field(None, description="caller waited for a replica start")
     cold_start: bool | None = Field(None, description="first invocation of the serving process")
     process_init_s: float | None = None
+    #: Inside the function's wall time (when its metrics carry them): S3 download, the work,
+    #: S3 upload.
+    download_s: float | None = None
+    compute_s: float | None = None
+    upload_s: float | None = None
     cpu_s: float | None = None
     peak_rss_bytes: int | None = None
     children_peak_rss_bytes: int | None = None
@@ -125,6 +130,9 @@ class InvocationSample(BaseModel):
             cold_start_wait_s=_num(pick("cold_start_wait_s")),
             cold_start=None if cold is None else bool(cold),
             process_init_s=_num(pick("process_init_s")),
+            download_s=_num(pick("download_s")),
+            compute_s=_num(pick("compute_s")),
+            upload_s=_num(pick("upload_s")),
             cpu_s=_num(pick("cpu_s")),
             peak_rss_bytes=_int(pick("peak_rss_bytes")),
             children_peak_rss_bytes=_int(pick("children_peak_rss_bytes")),

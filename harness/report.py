@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # after choosing the headless backend
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.records import RequestRecord
-from harness.regimes import Violation
+from harness.regimes import Baseline, Violation
 from harness.stats import RegimeSummary, ResourceUse
 from harness.workload import LoadSummary
 
@@ -41,6 +41,9 @@ class RegimeResult(BaseModel):
     records: list[RequestRecord] = Field(default_factory=list)
     preparation: dict[str, Any] | None = Field(None, description="what was prepared, verified")
     resources: ResourceUse | None = Field(None, description="CPU used and the limit it implies")
+    baseline: Baseline | None = Field(
+        None, description="the warm request of the same run that ratio thresholds refer to"
+    )
 
     @property
     def passed(self) -> bool:
@@ -153,6 +156,10 @@ def write_report(
     files["requests"] = write_requests_csv(out / "requests.csv", regimes)
     if plots:
         files.update(write_plots(out, regimes))
+        from harness.trace import write_trace
+
+        for regime in regimes:
+            files.update(write_trace(out, regime.name, regime.records))
     return files
 
 
@@ -275,9 +282,9 @@ def _function_names(regimes: Sequence[RegimeResult]) -> list[str]:
 
 
 def plot_function_breakdown(regimes: Sequence[RegimeResult]) -> Any:
-    """Per regime, per measured request: seconds spent in each function, then waiting for
-    replica starts and in the gateway's queue (sums over invocations; fan-out steps run in
-    parallel, so the stack can exceed the end-to-end latency)."""
+    """Per regime, the mean per measured request of invocation-seconds in each function, then
+    waiting for replica starts and in the gateway's queue. These are sums over invocations
+    (fan-out steps run in parallel), labelled as such: a request's time line is its trace."""
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(regimes) + 3), 4.5))
     names = [n for n in _function_names(regimes) if n != "orchestrator"]
     labels = [r.name for r in regimes]
@@ -315,14 +322,16 @@ def plot_function_breakdown(regimes: Sequence[RegimeResult]) -> Any:
             )  # fmt: skip
             bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
             drawn = True
-    for i, regime in enumerate(regimes):
-        lat = regime.summary.latency_ok_s.mean
-        if lat is not None:
-            ax.plot([i - 0.4, i + 0.4], [lat, lat], color="black", lw=1.5)
     if not drawn:
         _empty(ax)
-    ax.set_ylabel("seconds per request (sum over invocations)")
-    ax.set_title("Where the time goes (black line: mean end-to-end latency)")
+    # No latency line beside the stack: a sum over parallel invocations is not a duration a
+    # request took, and drawing both on one axis invites reading it as one.
+    ax.set_ylabel("invocation-seconds per request\n(mean; summed over invocations, NOT latency)")
+    ax.set_title(
+        "Work per request by function: each invocation's own wall time, summed\n"
+        "(fan-out runs in parallel, so this exceeds latency; see trace_*.png for time)",
+        fontsize=9,
+    )
     if drawn:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
@@ -805,3 +814,121 @@ def compare(dirs: Sequence[Path | str]) -> str:
 
 def _per_s(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}/s"
+
+
+# --------------------------------------------------------------------------------------------
+# Significance: is B worse than A?
+# --------------------------------------------------------------------------------------------
+
+#: A latency change must be significant at this level and at least this large to count.
+ALPHA = 0.05
+MIN_CHANGE = 0.10
+
+
+class RegressionCheck(BaseModel):
+    regime: str
+    figure: str
+    a: float | None = None
+    b: float | None = None
+    n_a: int = 0
+    n_b: int = 0
+    change: float | None = Field(None, description="b / a - 1")
+    p_value: float | None = None
+    test: str = ""
+    regression: bool = False
+    note: str = ""
+
+
+def _latencies(reg: RegimeResult) -> list[float]:
+    return sorted(r.latency_s for r in _measured(reg) if r.ok and r.latency_s is not None)
+
+
+def significance(
+    a: RunResults, b: RunResults, *, alpha: float = ALPHA, min_change: float = MIN_CHANGE
+) -> list[RegressionCheck]:
+    """Per regime in both runs: latency of B against A with a one-sided Mann-Whitney U test
+    (B slower?), and success rate with a one-sided Fisher exact test (B fails more?), as
+    ``pytest-benchmark compare`` judges benchmarks. A regression needs p < ``alpha`` and, for
+    latency, a median at least ``min_change`` higher: a tiny shift on many samples is not one.
+    """
+    from scipy import stats as sps  # slow to import; only needed here
+
+    out: list[RegressionCheck] = []
+    bs = {r.name: r for r in b.regimes}
+    for ra in a.regimes:
+        rb = bs.get(ra.name)
+        if rb is None:
+            continue
+        la, lb = _latencies(ra), _latencies(rb)
+        check = RegressionCheck(regime=ra.name, figure="latency p50", n_a=len(la), n_b=len(lb))
+        if la and lb:
+            ma, mb = statistics_median(la), statistics_median(lb)
+            check.a, check.b = ma, mb
+            check.change = mb / ma - 1 if ma else None
+            test = sps.mannwhitneyu(lb, la, alternative="greater", method="auto")
+            check.p_value = float(test.pvalue)
+            check.test = "Mann-Whitney U, one-sided"
+            check.regression = check.p_value < alpha and (check.change or 0.0) >= min_change
+            smallest = 1.0 / math.comb(len(la) + len(lb), len(lb))
+            if smallest >= alpha:
+                check.note = (
+                    f"too few samples to show any difference (n={len(la)}+{len(lb)}: the "
+                    f"smallest possible p is {smallest:.3f})"
+                )
+        else:
+            check.note = "no successful requests in one run"
+        out.append(check)
+        sa, sb = ra.summary.outcomes, rb.summary.outcomes
+        if sa.total and sb.total:
+            table = [[sb.total - sb.ok, sb.ok], [sa.total - sa.ok, sa.ok]]
+            p = float(sps.fisher_exact(table, alternative="greater")[1])
+            out.append(
+                RegressionCheck(
+                    regime=ra.name,
+                    figure="success rate",
+                    a=sa.ok / sa.total,
+                    b=sb.ok / sb.total,
+                    n_a=sa.total,
+                    n_b=sb.total,
+                    change=(sb.ok / sb.total) - (sa.ok / sa.total),
+                    p_value=p,
+                    test="Fisher exact, one-sided",
+                    regression=p < alpha,
+                )
+            )
+    return out
+
+
+def statistics_median(values: Sequence[float]) -> float:
+    data = sorted(values)
+    mid = len(data) // 2
+    return data[mid] if len(data) % 2 else (data[mid - 1] + data[mid]) / 2
+
+
+def render_significance(checks: Sequence[RegressionCheck], a: str, b: str) -> str:
+    head = ("regime", "figure", f"A {a}", f"B {b}", "n A+B", "change", "p", "verdict")
+    rows = []
+    for c in checks:
+        pct = c.figure == "success rate"
+        fmt = _rate if pct else _s
+        change = "-" if c.change is None else f"{c.change:+.0%}"
+        verdict = "REGRESSION" if c.regression else "ok"
+        if c.note and not c.regression:
+            verdict = "ok (" + c.note + ")"
+        rows.append(
+            (
+                c.regime,
+                c.figure,
+                fmt(c.a),
+                fmt(c.b),
+                f"{c.n_a}+{c.n_b}",
+                change,
+                "-" if c.p_value is None else f"{c.p_value:.3g}",
+                verdict,
+            )
+        )
+    note = (
+        f"B against A: a regression is p < {ALPHA} (one-sided) and, for latency, a median "
+        f"{MIN_CHANGE:.0%} or more higher"
+    )
+    return format_table(head, rows, align="llrrrrrl") + "\n" + note

@@ -32,9 +32,9 @@ from harness.bench import run_regime
 from harness.functions import FunctionDeclaration
 from harness.functions import load as load_declarations
 from harness.records import FunctionPlatform
-from harness.regimes import Regime
+from harness.regimes import Baseline, Regime, evaluate
 from harness.report import RegimeResult
-from harness.stats import resource_use
+from harness.stats import resource_use, stage_cpu_per_request
 from harness.workload import OrchestratorSender, ProgressCallback, Video, http_client
 
 PhaseCallback = Callable[[str, str], None]
@@ -201,13 +201,24 @@ class RegimeRun:
         cores: int | None = None,
         http: Callable[[float], httpx.AsyncClient] = http_client,
         keep_platform: bool = False,
+        baseline: Baseline | None = None,
     ) -> None:
         """``http(timeout_s)`` makes the load generator's client (tests pass a mock transport).
 
         ``keep_platform``: ``close()`` leaves the backend deployed, so the next regime with the
         same declarations can reuse it; the caller tears it down at the end.
+        ``baseline``: the warm request measured at the start of the run (ratio thresholds and
+        ``rate_x_capacity`` refer to it).
         """
         self.backend = backend
+        self.baseline = baseline
+        if regime.workload.rate_x_capacity is not None:
+            capacity = baseline.capacity_per_s if baseline is not None else None
+            if not capacity:
+                raise PreparationError(
+                    f"{regime.name}: rate_x_capacity needs the baseline's CPU-bound capacity"
+                )
+            regime = regime.model_copy(update={"workload": regime.workload.with_capacity(capacity)})
         self.regime = regime
         self.media = media
         self.declarations = list(declarations or load_declarations().functions)
@@ -313,6 +324,7 @@ class RegimeRun:
                 snapshot=self._snapshot,
                 progress=self.progress,
                 preparation_report=dict(self.preparation),
+                baseline=self.baseline,
             )
         host_cpu, own_cpu = _host_busy_s() - host0, _own_cpu_s() - own0
         events = await asyncio.to_thread(self.backend.events, self._deployed_at)
@@ -340,7 +352,50 @@ class RegimeRun:
             load_average_before=load_before,
             load_average_after=list(os.getloadavg()),
         )
+        # Judged again now that the CPU accounting (a goodput basis) is known.
+        result.violations = evaluate(
+            result.summary, regime.thresholds, baseline=self.baseline, resources=result.resources
+        )
         return result
+
+
+def baseline_from(result: RegimeResult, cores: int) -> Baseline:
+    """The warm baseline from its regime's result: the median latency of its measured
+    successful requests and their mean stage CPU-seconds."""
+    lat = result.summary.latency_ok_s
+    if not lat.n or lat.p50 is None:
+        raise PreparationError(
+            f"baseline: no successful warm request to measure against "
+            f"({result.summary.outcomes.ok}/{result.summary.outcomes.total} ok; "
+            + "; ".join(v.message for v in result.violations)
+            + ")"
+        )
+    stages = (
+        result.resources.stage_cpu_s_per_ok_request
+        if result.resources
+        else stage_cpu_per_request(result.records)
+    )
+    cpu = stages.mean
+    return Baseline(
+        latency_s=lat.p50,
+        cpu_s=cpu,
+        cores=cores,
+        n=lat.n,
+        source=f"{result.name}: {lat.n} warm request(s) measured at the start of this run",
+    )
+
+
+def measure_baseline(
+    backend: Backend,
+    regime: Regime,
+    media: Media,
+    **kwargs: Any,
+) -> tuple[Baseline, RegimeResult]:
+    """Run the baseline regime (a warm request of the run's video) on ``backend`` (left
+    deployed for the regimes that follow) and return it with its result."""
+    run = RegimeRun(backend, regime, media, keep_platform=True, **kwargs)
+    result = run.run()
+    return baseline_from(result, run.cores), result
 
 
 def run_regimes(

@@ -62,6 +62,49 @@ def _pname(p: float) -> str:
     return f"p{int(p)}" if float(p).is_integer() else f"p{p:g}"
 
 
+def min_samples_for(p: float) -> int:
+    """Fewest samples for which the nearest-rank p-th percentile is not simply the maximum
+    (p95: 20, p99: 100, p50: 2). A gate on a percentile with fewer samples is a gate on the
+    maximum under another name."""
+    if not 0 < p < 100:
+        raise ValueError("p must be within (0, 100)")
+    return max(1, math.ceil(100 / (100 - p) - 1e-9))
+
+
+def percentile_ci(
+    values: Iterable[float], p: float, confidence: float = 0.95
+) -> tuple[float | None, float | None]:
+    """Distribution-free confidence interval of the p-th percentile from order statistics.
+
+    The number of samples at or below the true percentile is Binomial(n, p/100); the bounds
+    are the order statistics x(l) <= Q <= x(u) with P(l <= B <= u - 1) >= ``confidence``,
+    split evenly between the tails. A bound the sample cannot support is None (p95 needs
+    n >= 73 for an upper bound at 95%): small samples say so instead of inventing one.
+    """
+    from scipy import stats as sps  # slow to import; only needed here
+
+    data = sorted(float(v) for v in values)
+    n = len(data)
+    if n == 0:
+        return None, None
+    q = p / 100
+    tail = (1 - confidence) / 2
+    cdf = [float(sps.binom.cdf(k, n, q)) for k in range(n + 1)]
+    low = None
+    # Largest l >= 1 with P(B <= l - 1) <= tail.
+    for rank in range(n, 0, -1):
+        if cdf[rank - 1] <= tail:
+            low = data[rank - 1]
+            break
+    high = None
+    # Smallest u <= n with P(B <= u - 1) >= 1 - tail.
+    for rank in range(1, n + 1):
+        if cdf[rank - 1] >= 1 - tail:
+            high = data[rank - 1]
+            break
+    return low, high
+
+
 class MeanCI(BaseModel):
     mean: float
     low: float | None = Field(None, description="lower bound; None with fewer than 2 samples")
@@ -106,6 +149,27 @@ class Distribution(BaseModel):
     p95: float | None = None
     p99: float | None = None
     total: float | None = None
+    #: 95% order-statistic CIs of p50 and p95 (None: the sample cannot bound it on that side).
+    p50_ci_low: float | None = None
+    p50_ci_high: float | None = None
+    p95_ci_low: float | None = None
+    p95_ci_high: float | None = None
+
+    def stat(self, name: str) -> float | None:
+        """A figure by name: p50, p95, p99, max, mean, min."""
+        value = getattr(self, name)
+        return None if value is None else float(value)
+
+    def describe(self, name: str) -> str:
+        """``p95 12.30s (n=21, 95% CI 10.10s..-)``: the figure with its sample size and CI."""
+        value = self.stat(name)
+        text = f"{name} {'-' if value is None else f'{value:.2f}s'} (n={self.n}"
+        if name in ("p50", "p95"):
+            lo, hi = getattr(self, f"{name}_ci_low"), getattr(self, f"{name}_ci_high")
+            if lo is not None or hi is not None:
+                fmt = lambda x: "-" if x is None else f"{x:.2f}s"  # noqa: E731
+                text += f", 95% CI {fmt(lo)}..{fmt(hi)}"
+        return text + ")"
 
     @classmethod
     def of(cls, values: Iterable[float | None]) -> Distribution:
@@ -113,7 +177,13 @@ class Distribution(BaseModel):
         if not data:
             return cls(n=0)
         ci = mean_ci(data)
+        p50_lo, p50_hi = percentile_ci(data, 50)
+        p95_lo, p95_hi = percentile_ci(data, 95)
         return cls(
+            p50_ci_low=p50_lo,
+            p50_ci_high=p50_hi,
+            p95_ci_low=p95_lo,
+            p95_ci_high=p95_hi,
             n=len(data),
             min=data[0],
             max=data[-1],

@@ -9,7 +9,9 @@ phase (deploy, scale and verify are ``pedantic``'s setup) and stores the summary
 gives JSON that ``pytest-benchmark compare`` reads. A missed threshold fails the test with the
 Violation messages (which function, which figure, which limit).
 
-All five run in ``./vsearch test`` (CI): about 10 minutes on 2 cores.
+All five run in ``./vsearch test`` (CI) at size ``ci``: about 10 minutes on 2 cores. The
+baseline (regimes.yaml ``baseline:``, warm requests of the same video) runs first, on the deploy
+warm-steady then reuses: latency ratio thresholds and the overload rate refer to it.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from pydantic import ValidationError
 
 from harness.backends.embedded import EmbeddedBackend
 from harness.media.generate import demo_video
-from harness.regimes import Regime, Thresholds, evaluate, load_regimes
+from harness.regimes import Baseline, Regime, Thresholds, evaluate, load_regimes
 from harness.report import RegimeResult, write_report
-from harness.runner import Media, RegimeRun
+from harness.runner import Media, RegimeRun, measure_baseline
 
-REGIMES = load_regimes().resolve("small")
+SIZE = "ci"
+REGIMES = load_regimes().resolve(SIZE)
 QUERY = "flour"
 #: Generous: a small regime takes 1-4 minutes; the pytest-wide 600 s would cut a slow CI host.
 REGIME_TIMEOUT_S = 900
@@ -57,6 +60,23 @@ def backend(platform_dir: Path) -> Iterator[EmbeddedBackend]:
 
 
 @pytest.fixture(scope="module")
+def baseline(backend: EmbeddedBackend, media: Media) -> Baseline:
+    """The warm baseline of this module's run, measured once before the first regime."""
+    regime = load_regimes().baseline_for(SIZE)
+    assert regime is not None, "regimes.yaml has no baseline"
+    try:
+        measured, result = measure_baseline(backend, regime, media)
+    except BaseException:
+        backend.teardown()
+        raise
+    print(
+        f"baseline: {measured.latency_s:.2f}s, {measured.cpu_s} CPU-s, "
+        f"cap {measured.capacity_per_s}/s ({result.summary.outcomes.ok} ok)"
+    )
+    return measured
+
+
+@pytest.fixture(scope="module")
 def runs() -> Iterator[dict[str, RegimeResult]]:
     """Results of the regimes run so far in this module, for tests that only re-judge them."""
     yield {}
@@ -76,6 +96,10 @@ def summary_figures(result: RegimeResult) -> dict[str, Any]:
         "latency_p50_s": s.latency_ok_s.p50,
         "latency_p95_s": s.latency_ok_s.p95,
         "latency_max_s": s.latency_ok_s.max,
+        "baseline_s": result.baseline.latency_s if result.baseline else None,
+        "latency_p50_ratio": s.latency_ok_s.p50 / result.baseline.latency_s
+        if result.baseline and s.latency_ok_s.p50
+        else None,
         "overhead_p50_s": s.overhead_s.p50,
         "gb_s_per_ok_measured": s.cost.per_ok_request_measured_gb_s,
         "gb_s_per_ok_configured": s.cost.per_ok_request_configured_gb_s,
@@ -109,10 +133,11 @@ def test_regime(
     benchmark: Any,
     media: Media,
     backend: EmbeddedBackend,
+    baseline: Baseline,
     runs: dict[str, RegimeResult],
     tmp_path: Path,
 ) -> None:
-    run = RegimeRun(backend, regime, media, keep_platform=True)
+    run = RegimeRun(backend, regime, media, keep_platform=True, baseline=baseline)
     try:
         # setup (deploy or reuse, scale, verify) is not timed.
         result = benchmark.pedantic(run.load, setup=run.setup, rounds=1, iterations=1)

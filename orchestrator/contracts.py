@@ -28,8 +28,8 @@ StageName = Literal[
 #: (wrong times, a different query), so it is refused instead.
 RESERVED_CONFIG: dict[str, frozenset[str]] = {
     "cut-clips": frozenset({"segments"}),
-    "transcribe": frozenset({"time_offset_s"}),
-    "sample-frames": frozenset({"time_offset_s", "interval_s"}),
+    "transcribe": frozenset({"time_offset_s", "start_s", "end_s"}),
+    "sample-frames": frozenset({"time_offset_s", "interval_s", "start_s", "end_s"}),
     "search": frozenset({"query"}),
 }
 
@@ -139,6 +139,11 @@ class FrameResult(Model):
     objects: list[ObjectHit] = Field(default_factory=list)
 
 
+class MatchReason(Model):
+    heard: str = Field(description="transcript words (or words of an alternative hypothesis)")
+    query: str = Field(description="the query words they matched")
+
+
 class Match(Model):
     clip_index: int
     start_s: float
@@ -146,6 +151,9 @@ class Match(Model):
     text: str
     clip_uri: str
     words: list[Word] = Field(default_factory=list)
+    score: float = Field(1.0, description="0..1; 1.0 for an exact match")
+    kind: Literal["exact", "phonetic", "fuzzy", "alternative"] = "exact"
+    why: list[MatchReason] = Field(default_factory=list)
 
 
 class VideoInfo(Model):
@@ -366,6 +374,11 @@ class DetectObjectsOut(_View):
     frames: list[DetectedFrameView]
 
 
+class MatchReasonView(_View):
+    heard: str
+    query: str
+
+
 class MatchView(_View):
     clip_index: int
     start_s: float
@@ -373,6 +386,9 @@ class MatchView(_View):
     text: str
     clip_uri: str
     words: list[WordView] = Field(default_factory=list)
+    score: float = 1.0
+    kind: Literal["exact", "phonetic", "fuzzy", "alternative"] = "exact"
+    why: list[MatchReasonView] = Field(default_factory=list)
 
 
 class SearchOut(_View):

@@ -35,6 +35,7 @@ from orchestrator.client import Deadline, GatewayClient, RetryPolicy
 from orchestrator.contracts import Config, Input, Output
 from orchestrator.metrics import parse_memory_limits
 from orchestrator.pipeline import Pipeline, PipelineSettings
+from orchestrator.prewarm import Prewarmer
 from orchestrator.state import read_status, valid_request_id
 
 T = TypeVar("T")
@@ -101,6 +102,7 @@ class _Process:
     engine: Engine
     store: ObjectStore
     settings: PipelineSettings
+    prewarmer: Prewarmer | None = None
 
 
 _process: _Process | None = None
@@ -125,8 +127,14 @@ def init() -> None:
             engine=Engine(gateway),
             store=ObjectStore(StorageSettings.from_env()),
             settings=PipelineSettings(lease_s=lease, memory_limits=limits),
+            prewarmer=Prewarmer.from_env(gateway),
         )
-        log("orchestrator_ready", gateway=gateway, lease_s=lease)
+        log(
+            "orchestrator_ready",
+            gateway=gateway,
+            lease_s=lease,
+            prewarm=_process.prewarmer is not None,
+        )
 
 
 def _get_process() -> _Process:
@@ -145,6 +153,11 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
         proc.engine.http,
         RetryPolicy(max_attempts=event.config.max_attempts),
     )
+    if proc.prewarmer is not None:
+        # At arrival, beside the pipeline: every stage at zero starts now, not when first called.
+        asyncio.run_coroutine_threadsafe(
+            proc.prewarmer.prewarm(proc.engine.http, event.request_id), proc.engine.loop
+        )
     pipeline = Pipeline(
         store=ctx.storage,
         client=client,

@@ -1,21 +1,27 @@
 """The VideoSearcher DAG for one request.
 
     import -+- sha256
-            +- extract-audio - segment-speech - cut-clips -+- per clip (clip_concurrency at once):
-                                                            |    transcode-clip - transcribe --+
-                                                            |    sample-frames - detect-objects |
-                                                            +- search (all transcripts) <------+
+            +- extract-audio - segment-speech -+- per sentence: transcribe (window of the WAV) --+
+                                                +- per sentence: sample-frames (window of the     |
+                                                |    video, by seeking) - detect-objects          |
+                                                +- cut-clips (each clip's one encode) -           |
+                                                     per clip: transcode-clip (remux + WAV) ------+
+                                                                      search (every transcript) <-+
     no speech (silent or no audio track): sample-frames + detect-objects over the whole video
     no picture (audio only): the speech branch only
 
-Every completed call is recorded under `requests/{id}/steps/` before the pipeline moves on, so a
-request re-sent after a crash or a failure redoes only what had not finished. Search starts as
-soon as every transcript exists; it does not wait for object detection.
+Right after segment-speech the three branches run side by side (clip_concurrency sentences at
+once per branch): speech reads the audio extract-audio already made, vision seeks into the
+source video, and only the delivery clips wait for cut-clips. Every completed call is recorded
+under `requests/{id}/steps/` before the pipeline moves on, so a request re-sent after a crash or
+a failure redoes only what had not finished. Search starts as soon as every transcript and
+delivery clip exists; it does not wait for object detection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +48,7 @@ from orchestrator.contracts import (
     FrameView,
     InvocationRecord,
     Match,
+    MatchReason,
     Metrics,
     ObjectHit,
     Output,
@@ -49,6 +56,7 @@ from orchestrator.contracts import (
     SampleFramesOut,
     SearchOut,
     SegmentSpeechOut,
+    SegmentView,
     StepRecord,
     TranscodeOut,
     TranscribeOut,
@@ -67,6 +75,10 @@ from orchestrator.state import (
 )
 
 V = TypeVar("V", bound=BaseModel)
+#: The delivery clip: cut-clips encodes it once at this size and quality (transcode-clip's old
+#: second encode), so transcode-clip keeps its video stream.
+DELIVERY_MAX_WIDTH = 640
+DELIVERY_CRF = 28
 Mode = Literal["speech", "whole_video", "empty"]
 
 
@@ -78,14 +90,6 @@ class PipelineSettings:
     progress_interval_s: float = 1.0
     #: Memory limit per function (bytes) when the gateway does not send it per response.
     memory_limits: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class _ClipWork:
-    clip: ClipView
-    transcode: TranscodeOut
-    transcript: TranscribeOut
-    frames: list[DetectedFrameView] | None
 
 
 def _step_tag(index: int) -> str:
@@ -350,26 +354,9 @@ class Pipeline:
                 code="too_many_segments",
             )
         if segments:
-            await self._progress("cut-clips")
-            wanted = sorted(s.index for s in segments)
-
-            def same_clips(out: CutClipsOut) -> str | None:
-                got = sorted(c.index for c in out.clips)
-                return None if got == wanted else f"clips {got[:10]} for segments {wanted[:10]}"
-
-            cut = await self._step(
-                "cut-clips",
-                "cut-clips",
-                CutClipsOut,
-                {"video": video_uri},
-                {
-                    **cfg.overrides("cut-clips"),
-                    "segments": [s.model_dump(mode="json") for s in segments],
-                },
-                deps=(head,),
-                check=same_clips,
+            clips, matches = await self._clips(
+                sorted(segments, key=lambda s: s.index), ea, video_uri, head
             )
-            clips, matches = await self._clips(sorted(cut.clips, key=lambda c: c.index), ea)
             return ea, "speech", clips, None, matches
         if ea.has_video:
             # No speech to cut clips from: look at the whole video, not at one second of it.
@@ -395,92 +382,115 @@ class Pipeline:
         return ea, "empty", [], None, []
 
     async def _clips(
-        self, clips: list[ClipView], ea: ExtractAudioOut
+        self, segments: list[SegmentView], ea: ExtractAudioOut, video_uri: str, head: str
     ) -> tuple[list[ClipResult], list[Match]]:
-        self.clips_total = len(clips)
+        cfg = self.config
+        self.clips_total = len(segments)
         await self._progress("clips")
-        slots = asyncio.Semaphore(self.config.clip_concurrency)
-        loop = asyncio.get_running_loop()
-        speech_done = [loop.create_future() for _ in clips]
-        async with asyncio.TaskGroup() as tg:
-            works = [
-                tg.create_task(self._clip(clip, slots, ea.has_video, done))
-                for clip, done in zip(clips, speech_done, strict=True)
-            ]
-            searched = tg.create_task(self._search(clips, speech_done))
-        results: list[ClipResult] = []
-        for task in works:
-            work = task.result()
-            results.append(
-                ClipResult(
-                    index=work.clip.index,
-                    start_s=work.clip.start_s,
-                    end_s=work.clip.end_s,
-                    transcript=work.transcript.text,
-                    words=[Word(**w.model_dump()) for w in work.transcript.words],
-                    objects=[h for f in work.frames or [] for h in _hits(f, work.clip.index)],
-                    clip_uri=work.transcode.mp4,
-                    source_clip_uri=work.clip.uri,
-                )
-            )
-        return results, searched.result()
+        duration = ea.media.duration_s
+        # Clip times as cut-clips makes them: the sentence, clamped to the media.
+        spans = {s.index: (s.start_s, min(s.end_s, duration)) for s in segments}
+        wanted = sorted(spans)
+        speech_slots = asyncio.Semaphore(cfg.clip_concurrency)
+        vision_slots = asyncio.Semaphore(cfg.clip_concurrency)
+        clip_slots = asyncio.Semaphore(cfg.clip_concurrency)
 
-    async def _clip(
-        self,
-        clip: ClipView,
-        slots: asyncio.Semaphore,
-        has_video: bool,
-        speech_done: asyncio.Future[tuple[TranscodeOut, TranscribeOut]],
-    ) -> _ClipWork:
-        tag = _step_tag(clip.index)
-        async with slots, asyncio.TaskGroup() as tg:
-            speech = tg.create_task(self._speech(clip, speech_done))
-            # Frames come from the frame-accurate cut, so the vision branch need not wait
-            # for transcoding.
-            vision = (
-                tg.create_task(
-                    self._vision(
-                        tag,
-                        clip.uri,
-                        offset_s=clip.start_s,
+        def same_clips(out: CutClipsOut) -> str | None:
+            got = sorted(c.index for c in out.clips)
+            return None if got == wanted else f"clips {got[:10]} for segments {wanted[:10]}"
+
+        async def cut_and_package() -> dict[int, tuple[ClipView, TranscodeOut]]:
+            cut = await self._step(
+                "cut-clips",
+                "cut-clips",
+                CutClipsOut,
+                {"video": video_uri},
+                {
+                    # The delivery encode, done once here (transcode-clip then keeps the stream).
+                    "max_width": DELIVERY_MAX_WIDTH,
+                    "crf": DELIVERY_CRF,
+                    **cfg.overrides("cut-clips"),
+                    "segments": [s.model_dump(mode="json") for s in segments],
+                },
+                deps=(head,),
+                check=same_clips,
+            )
+
+            async def package(clip: ClipView) -> tuple[ClipView, TranscodeOut]:
+                async with clip_slots:
+                    return clip, await self._step(
+                        f"transcode-clip-{_step_tag(clip.index)}",
+                        "transcode-clip",
+                        TranscodeOut,
+                        {"clip": clip.uri},
+                        cfg.overrides("transcode-clip"),
                         fanout=clip.index,
                         deps=("cut-clips",),
                     )
-                )
-                if has_video
-                else None
-            )
-        self.clips_done += 1
-        await self._progress()
-        transcode, transcript = speech.result()
-        return _ClipWork(clip, transcode, transcript, vision.result() if vision else None)
 
-    async def _speech(
-        self,
-        clip: ClipView,
-        done: asyncio.Future[tuple[TranscodeOut, TranscribeOut]],
-    ) -> tuple[TranscodeOut, TranscribeOut]:
-        cfg, tag = self.config, _step_tag(clip.index)
-        transcode = await self._step(
-            f"transcode-clip-{tag}",
-            "transcode-clip",
-            TranscodeOut,
-            {"clip": clip.uri},
-            cfg.overrides("transcode-clip"),
-            fanout=clip.index,
-            deps=("cut-clips",),
-        )
-        transcript = await self._step(
-            f"transcribe-{tag}",
-            "transcribe",
-            TranscribeOut,
-            {"audio": transcode.wav},
-            {**cfg.overrides("transcribe"), "time_offset_s": clip.start_s},
-            fanout=clip.index,
-            deps=(f"transcode-clip-{tag}",),
-        )
-        done.set_result((transcode, transcript))
-        return transcode, transcript
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(package(c)) for c in cut.clips]
+            return {t.result()[0].index: t.result() for t in tasks}
+
+        async def speech(index: int) -> TranscribeOut:
+            start, end = spans[index]
+            async with speech_slots:
+                return await self._step(
+                    f"transcribe-{_step_tag(index)}",
+                    "transcribe",
+                    TranscribeOut,
+                    {"audio": ea.audio},
+                    {
+                        **cfg.overrides("transcribe"),
+                        "time_offset_s": 0.0,
+                        "start_s": start,
+                        "end_s": end,
+                    },
+                    fanout=index,
+                    deps=(head,),
+                )
+
+        async def vision(index: int) -> list[DetectedFrameView]:
+            start, end = spans[index]
+            return await self._vision(
+                _step_tag(index),
+                video_uri,
+                offset_s=0.0,
+                window=(start, end),
+                fanout=index,
+                deps=(head,),
+                slots=vision_slots,
+            )
+
+        async def clip_done(task: asyncio.Task[Any]) -> None:
+            await task
+            self.clips_done += 1
+            await self._progress()
+
+        async with asyncio.TaskGroup() as tg:
+            packaged = tg.create_task(cut_and_package())
+            transcripts = {i: tg.create_task(speech(i)) for i in wanted}
+            frames = {i: tg.create_task(vision(i)) for i in wanted} if ea.has_video else {}
+            for i in wanted:
+                tg.create_task(clip_done(transcripts[i]))
+            searched = tg.create_task(self._search(packaged, transcripts))
+        results: list[ClipResult] = []
+        for index, (clip, transcode) in sorted(packaged.result().items()):
+            transcript = transcripts[index].result()
+            found = frames[index].result() if index in frames else []
+            results.append(
+                ClipResult(
+                    index=index,
+                    start_s=clip.start_s,
+                    end_s=clip.end_s,
+                    transcript=transcript.text,
+                    words=[Word(**w.model_dump()) for w in transcript.words],
+                    objects=[h for f in found for h in _hits(f, index)],
+                    clip_uri=transcode.mp4,
+                    source_clip_uri=clip.uri,
+                )
+            )
+        return results, searched.result()
 
     async def _vision(
         self,
@@ -491,21 +501,27 @@ class Pipeline:
         fanout: int | None,
         deps: tuple[str, ...],
         limit: asyncio.Semaphore | None = None,
+        window: tuple[float, float] | None = None,
+        slots: asyncio.Semaphore | None = None,
     ) -> list[DetectedFrameView]:
         cfg = self.config
-        sampled = await self._step(
-            f"sample-frames-{tag}",
-            "sample-frames",
-            SampleFramesOut,
-            {"video": video_uri},
-            {
-                **cfg.overrides("sample-frames"),
-                "interval_s": cfg.frame_interval_s,
-                "time_offset_s": offset_s,
-            },
-            fanout=fanout,
-            deps=deps,
-        )
+        config = {
+            **cfg.overrides("sample-frames"),
+            "interval_s": cfg.frame_interval_s,
+            "time_offset_s": offset_s,
+        }
+        if window is not None:
+            config.update(start_s=window[0], end_s=window[1])
+        async with slots or contextlib.nullcontext():
+            sampled = await self._step(
+                f"sample-frames-{tag}",
+                "sample-frames",
+                SampleFramesOut,
+                {"video": video_uri},
+                config,
+                fanout=fanout,
+                deps=deps,
+            )
         frames = sorted(sampled.frames, key=lambda f: f.index)
         batches = [
             frames[i : i + cfg.detect_batch] for i in range(0, len(frames), cfg.detect_batch)
@@ -544,28 +560,32 @@ class Pipeline:
 
     async def _search(
         self,
-        clips: list[ClipView],
-        speech_done: list[asyncio.Future[tuple[TranscodeOut, TranscribeOut]]],
+        packaged: asyncio.Task[dict[int, tuple[ClipView, TranscodeOut]]],
+        transcripts: dict[int, asyncio.Task[TranscribeOut]],
     ) -> list[Match]:
-        speech = await asyncio.gather(*speech_done)
-        transcripts = [
+        clips = await packaged
+        await asyncio.gather(*transcripts.values())
+        entries = [
             {
-                "clip_index": clip.index,
+                "clip_index": index,
                 "start_s": clip.start_s,
                 "end_s": clip.end_s,
-                "transcript": transcript.transcript_uri,
+                "transcript": transcripts[index].result().transcript_uri,
                 "clip": transcode.mp4,
             }
-            for clip, (transcode, transcript) in zip(clips, speech, strict=True)
+            for index, (clip, transcode) in sorted(clips.items())
         ]
         await self._progress("search")
         out = await self._step(
             "search",
             "search",
             SearchOut,
-            {"transcripts": transcripts},
+            {"transcripts": entries},
             {**self.config.overrides("search"), "query": self.config.query},
-            deps=tuple(f"transcribe-{_step_tag(c.index)}" for c in clips),
+            deps=(
+                *(f"transcribe-{_step_tag(i)}" for i in sorted(clips)),
+                *(f"transcode-clip-{_step_tag(i)}" for i in sorted(clips)),
+            ),
         )
         return [
             Match(
@@ -575,8 +595,14 @@ class Pipeline:
                 text=m.text,
                 clip_uri=m.clip_uri,
                 words=[Word(**w.model_dump()) for w in m.words],
+                score=m.score,
+                kind=m.kind,
+                why=[MatchReason(**w.model_dump()) for w in m.why],
             )
-            for m in sorted(out.matches, key=lambda m: (m.start_s, m.clip_index))
+            # search's ranking: exact matches first, then by score; ties in time order.
+            for m in sorted(
+                out.matches, key=lambda m: (m.kind != "exact", -m.score, m.start_s, m.clip_index)
+            )
         ]
 
     # -- steps ----------------------------------------------------------------------------------

@@ -91,8 +91,38 @@ def test_clips_run_concurrently_and_the_result_has_the_content(
     transcribe = sorted(gw.calls_to("transcribe"), key=lambda c: c.fanout or 0)
     assert [c.fanout for c in transcribe] == [0, 1, 2, 3]
     assert all(0 < float(c.headers["x-timeout-seconds"]) <= 600 for c in gw.calls)
+    # Speech and vision read windows of the whole audio / video, not the cut clips.
     frames = gw.calls_to("sample-frames")
-    assert {c.body["config"]["time_offset_s"] for c in frames} == {c.start_s for c in out.clips}
+    assert {c.body["config"]["start_s"] for c in frames} == {c.start_s for c in out.clips}
+    assert {c.body["input"]["video"] for c in frames} == {out.video.uri}
+    wav = f"s3://{s3_server.bucket}/requests/{rid}/extract-audio/audio.wav"
+    assert {c.body["input"]["audio"] for c in transcribe} == {wav}
+    assert [(c.body["config"]["start_s"], c.body["config"]["end_s"]) for c in transcribe] == [
+        (c.start_s, c.end_s) for c in out.clips
+    ]
+
+
+def test_speech_and_vision_do_not_wait_for_cut_clips(
+    fake: Callable[..., FakeStages],
+    gateway: Callable[..., ScriptedGateway],
+    put_upload: Callable[..., str],
+    store: ObjectStore,
+    rid: str,
+) -> None:
+    stages = speech_video(fake, delays={"cut-clips": 1.5, "transcribe": 0.5})
+    gw = gateway(stages.handlers())
+    out = run_request(store, gw.url, rid, put_upload(), {"query": "flour"})
+    (cut,) = gw.calls_to("cut-clips")
+    assert all(c.received < cut.finished - 1.0 for c in gw.calls_to("transcribe"))
+    assert all(c.received < cut.finished - 1.0 for c in gw.calls_to("sample-frames"))
+    assert all(c.received >= cut.finished for c in gw.calls_to("transcode-clip"))
+    (search,) = gw.calls_to("search")
+    assert search.received >= max(c.finished for c in gw.calls_to("transcode-clip"))
+    # The critical path is cut-clips (1.5 s) and not cut-clips + transcribe (2.0 s).
+    assert out.metrics.request.critical_path_s == pytest.approx(1.5, abs=0.3)
+    assert [m.clip_index for m in out.matches] == [1]
+    # The delivery encode happens once, in cut-clips.
+    assert cut.body["config"]["max_width"] == 640 and cut.body["config"]["crf"] == 28
 
 
 def test_clip_concurrency_bounds_the_fan_out(

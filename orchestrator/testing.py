@@ -319,8 +319,16 @@ class FakeStages:
 
     def transcribe(self, call: Call) -> Reply:
         n = call.fanout or 0
-        start, end = self.clips[call.body["input"]["audio"]]
-        offset = call.body["config"].get("time_offset_s", 0.0)
+        cfg = call.body["config"]
+        if "start_s" in cfg:
+            # A window of the whole audio: times are already absolute.
+            if call.body["input"]["audio"] in self.clips:
+                return error(call, 400, "bad_window", "a window of a clip's audio")
+            start, end = cfg["start_s"], cfg.get("end_s", self.video.duration_s)
+            offset = start + cfg.get("time_offset_s", 0.0)
+        else:
+            start, end = self.clips[call.body["input"]["audio"]]
+            offset = cfg.get("time_offset_s", 0.0)
         if abs(offset - start) > 1e-6:
             # The fake works on absolute times; a real stage adds time_offset_s to clip times,
             # so the pipeline must send the clip's start.
@@ -361,9 +369,13 @@ class FakeStages:
         cfg = call.body["config"]
         uri = call.body["input"]["video"]
         start, end = self.clips.get(uri, (0.0, self.video.duration_s))
+        offset = cfg.get("time_offset_s", 0.0)
+        if "start_s" in cfg:
+            # A window of the whole video, in the video's timeline.
+            start, end = cfg["start_s"], cfg.get("end_s", self.video.duration_s)
+            offset += start
         duration = end - start
         interval = cfg.get("interval_s", 5.0)
-        offset = cfg.get("time_offset_s", 0.0)
         times = [
             k * interval for k in range(int(duration // interval) + 1) if k * interval < duration
         ]

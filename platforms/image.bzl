@@ -17,6 +17,11 @@ load("@rules_oci//oci:defs.bzl", "oci_image", "oci_image_index", "oci_load", "oc
 load("@rules_python//python:defs.bzl", "py_test")
 load("//platforms:layers.bzl", "py_layer")
 
+#: Targets built in the host's configuration (not through the index's platform transition):
+#: Linux hosts only. On macOS `bazel build //stages/...` skips them (rules_python's wheel
+#: aliases have no macOS match) and builds the indexes; load an image there with :load_arm64.
+LINUX_HOST_ONLY = ["@platforms//os:linux"]
+
 IMAGE_PLATFORMS = [
     Label("//platforms:linux_amd64"),
     Label("//platforms:linux_arm64"),
@@ -130,12 +135,16 @@ def function_image(
         exclude_requirements = [Label("//base:requirements.in")],
         warmup = warmup,
         warmup_srcs = srcs + [Label("//base:srcs")] if warmup else [],
+        # The warmup runs the image's own python3.11 (Debian's, from the base's rootfs layer).
+        warmup_rootfs = [Label("//base:rootfs")] if warmup else [],
         warmup_env = warmup_env,
         warmup_cache_owner = "10001:10001",
+        target_compatible_with = LINUX_HOST_ONLY,
     )
     py_layer(
         name = "code",
         srcs = srcs,
+        target_compatible_with = LINUX_HOST_ONLY,
     )
     image_env = {
         "PORT": "8080",
@@ -159,6 +168,7 @@ def function_image(
         user = "10001:10001",
         workdir = "/home/app",
         visibility = ["//visibility:public"],
+        target_compatible_with = LINUX_HOST_ONLY,
     )
     oci_image_index(
         name = "index",
@@ -170,12 +180,14 @@ def function_image(
         name = "load",
         image = ":image",
         repo_tags = ["vsearch/%s:latest" % name],
+        target_compatible_with = LINUX_HOST_ONLY,
     )
     native.filegroup(
         name = "tarball",
         srcs = [":load"],
         output_group = "tarball",
         visibility = ["//visibility:public"],
+        # Linux hosts only through :load (Bazel 4's filegroup has no target_compatible_with).
     )
     platform_image(
         name = "image_arm64",

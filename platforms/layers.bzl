@@ -121,7 +121,8 @@ def _py_layer_impl(ctx):
         args.add_all(["%s=%s" % kv for kv in sorted(ctx.attr.warmup_env.items())], before_each = "--warmup-env")
         for f in ctx.files.warmup_srcs:
             args.add("--warmup-src", "%s=%s" % (f.short_path, f.path))
-        inputs += ctx.files.warmup_srcs
+        args.add_all(ctx.files.warmup_rootfs, before_each = "--warmup-rootfs")
+        inputs += ctx.files.warmup_srcs + ctx.files.warmup_rootfs
     return _run(ctx, args, inputs, out, report, "PyLayer")
 
 _py_layer = rule(
@@ -132,7 +133,7 @@ _py_layer = rule(
         "prefix": attr.string(default = "/app"),
         "requirements": attr.label(allow_single_file = True, doc = "requirements.in: its lock closure"),
         "exclude_requirements": attr.label_list(allow_files = True, doc = "closures left out (base's)"),
-        "wheels": attr.label(default = "@wheels//:wheels", allow_files = [".whl"]),
+        "wheels": attr.label(allow_files = [".whl"], doc = "@wheels//:<package> (py_layer sets it)"),
         "lock_x86_64": attr.label(default = Label("//:requirements-x86_64.lock"), allow_single_file = True),
         "lock_aarch64": attr.label(default = Label("//:requirements-aarch64.lock"), allow_single_file = True),
         "site_packages": attr.string(default = "/usr/local/lib/python3.11/dist-packages"),
@@ -140,6 +141,10 @@ _py_layer = rule(
         "dirs": attr.string_list(doc = "extra directories, path:uid.gid:mode"),
         "warmup": attr.string(doc = "Python run at build (target arch = build arch only)"),
         "warmup_srcs": attr.label_list(allow_files = True),
+        "warmup_rootfs": attr.label_list(
+            allow_files = [".tar.gz"],
+            doc = "the image's root filesystem layers: the warmup runs their python3.11",
+        ),
         "warmup_env": attr.string_dict(),
         "warmup_cache_dir": attr.string(default = "/var/cache/numba"),
         "warmup_cache_owner": attr.string(default = "0:0"),
@@ -149,7 +154,15 @@ _py_layer = rule(
 )
 
 def py_layer(name, **kwargs):
-    """py_layer(name, srcs, prefix, requirements, exclude_requirements, warmup...)."""
+    """py_layer(name, srcs, prefix, requirements, exclude_requirements, warmup...).
+
+    With `requirements`, the wheels come from `@wheels//:<package>` (`stages/search` ->
+    `:stages_search`): this package's closure with the base's, so online Bazel fetches only
+    the wheels this function needs (platforms/tools/online_wheels.py writes those targets
+    online, platforms/offline/fetch_deps.py offline).
+    """
+    if kwargs.get("requirements") and "wheels" not in kwargs:
+        kwargs["wheels"] = "@wheels//:" + native.package_name().replace("/", "_")
     _py_layer(name = name, arch = _ARCH["py"], deb_arch = _ARCH["deb"], **kwargs)
 
 def _image_labels_impl(ctx):

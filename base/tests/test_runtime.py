@@ -50,6 +50,14 @@ def test_health_and_ready(sample: FunctionProcess) -> None:
         response = httpx.get(sample.url + path)
         assert response.status_code == 200
         assert response.json()["function"] == "sample"
+    # The pid lets a platform reject a ready answer from another process on the same port.
+    ready = httpx.get(sample.url + "/_/ready").json()
+    assert ready["pid"] == sample.pid
+    # Where the cold start went, by phase; together no more than process start to ready.
+    phases = ready["startup"]
+    assert set(phases) == {"process_start_s", "imports_s", "model_load_s"}
+    assert all(v >= 0 for v in phases.values())
+    assert sum(phases.values()) <= (sample.ready_after_s or 0) + 1.0
 
 
 def test_port_opens_before_init_and_early_calls_wait_for_it(s3_server: Any, tmp_path: Path) -> None:

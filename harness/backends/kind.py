@@ -88,6 +88,11 @@ GENERATED_SECRETS: dict[str, tuple[str, ...]] = {
     f"{km.STORAGE_NAMESPACE}/minio-root": ("root-user", "root-password"),
     f"{km.STORAGE_NAMESPACE}/minio-app": ("access-key-id", "secret-access-key"),
     f"{km.FUNCTION_NAMESPACE}/{km.S3_SECRET}": (km.S3_ACCESS_KEY_ITEM, km.S3_SECRET_KEY_ITEM),
+    # A copy of the chart's basic-auth, for the orchestrator's prewarming (scale API).
+    f"{km.FUNCTION_NAMESPACE}/{km.GATEWAY_SECRET}": (
+        km.GATEWAY_USER_ITEM,
+        km.GATEWAY_PASSWORD_ITEM,
+    ),
 }
 #: Created by the openfaas chart, read (never written) by this backend.
 CHART_SECRET = "openfaas/basic-auth"
@@ -272,6 +277,7 @@ class KindBackend:
             self._install_openfaas(self.rendering.gateway)
             self._bootstrap_minio()
             self._connect()
+            self._ensure_gateway_secret()
             self._deploy_functions(self.rendering)
             self._verify_deployments(self.rendering)
             self._wait_min_replicas(self.rendering)
@@ -633,6 +639,18 @@ class KindBackend:
              "--namespace", ns, "--timeout", "600s"],
             timeout=700,
         )  # fmt: skip
+
+    def _ensure_gateway_secret(self) -> None:
+        """The gateway's credentials where the orchestrator can mount them (openfaas-fn): it
+        prewarms the chain through the scale API. Copied from the chart's Secret, never
+        printed; replaced when the chart's password changed."""
+        auth = self._gateway_auth()
+        wanted = {km.GATEWAY_USER_ITEM: auth.user, km.GATEWAY_PASSWORD_ITEM: auth.password}
+        current = self._get_secret(km.FUNCTION_NAMESPACE, km.GATEWAY_SECRET)
+        if current != wanted:
+            self._put_secret(
+                km.FUNCTION_NAMESPACE, km.GATEWAY_SECRET, wanted, replace=current is not None
+            )
 
     def _gateway_auth(self) -> BasicAuth:
         secret = self._get_secret(str(self.chart["namespace"]), "basic-auth")

@@ -57,6 +57,16 @@ S3_REGION = "us-east-1"
 S3_SECRET = "vsearch-s3"
 S3_ACCESS_KEY_ITEM = "s3-access-key-id"
 S3_SECRET_KEY_ITEM = "s3-secret-access-key"
+#: The gateway's basic auth, copied from the chart's openfaas/basic-auth into the function
+#: namespace for the orchestrator only: it prewarms the chain through the scale API.
+GATEWAY_SECRET = "vsearch-gateway"
+GATEWAY_USER_ITEM = "gateway-user"
+GATEWAY_PASSWORD_ITEM = "gateway-password"
+#: The keys of each Secret a function may name (faas-netes projects them all as files).
+SECRET_KEYS: dict[str, tuple[str, ...]] = {
+    S3_SECRET: (S3_ACCESS_KEY_ITEM, S3_SECRET_KEY_ITEM),
+    GATEWAY_SECRET: (GATEWAY_USER_ITEM, GATEWAY_PASSWORD_ITEM),
+}
 #: Where faas-netes mounts every secret a function names (pkg/k8s/secrets.go).
 SECRETS_MOUNT = "/var/openfaas/secrets"
 
@@ -316,15 +326,19 @@ def environment(
     if decl.name == "orchestrator":
         # The CE gateway reports no limits; the orchestrator records them with each invocation.
         env["FUNCTION_MEMORY_LIMITS"] = ",".join(f"{d.name}={d.memory_limit}" for d in declarations)
+        # The scale API's credentials, as files (orchestrator/prewarm.py).
+        env["GATEWAY_AUTH_USER_FILE"] = f"{SECRETS_MOUNT}/{GATEWAY_USER_ITEM}"
+        env["GATEWAY_AUTH_PASSWORD_FILE"] = f"{SECRETS_MOUNT}/{GATEWAY_PASSWORD_ITEM}"
     env.update(decl.env)
     return env
 
 
 def resources(decl: FunctionDeclaration) -> tuple[dict[str, str], dict[str, str]]:
-    """(limits, requests). Memory is requested at its limit so the node never overcommits it:
-    an OOM kill then means the function outgrew its own limit, not that a neighbour did."""
+    """(limits, requests). Memory is requested at the function's measured peak with headroom
+    (`memory_request`, else its limit) and limited at `memory_limit`: a laptop-sized node
+    schedules the whole set, and a replica that outgrows its own limit is still OOM-killed."""
     limits = {"memory": decl.memory_limit}
-    requests = {"memory": decl.memory_limit}
+    requests = {"memory": decl.memory_request or decl.memory_limit}
     cpu_request_m = DEFAULT_CPU_REQUEST_M
     if decl.cpu_limit is not None:
         limits["cpu"] = _cpu_quantity(decl.cpu_limit)
@@ -381,12 +395,17 @@ def deployment_request(
         "envVars": environment(decl, declarations or [decl]),
         "labels": {**labels, "app.kubernetes.io/part-of": "vsearch"},
         "annotations": annotations(decl),
-        "secrets": [S3_SECRET],
+        "secrets": secrets_of(decl),
         "limits": limits,
         "requests": requests,
         "readOnlyRootFilesystem": decl.name not in WRITABLE_ROOT,
     }
     return RenderedFunction(decl.name, body, tuple(notes))
+
+
+def secrets_of(decl: FunctionDeclaration) -> list[str]:
+    """Every function reads S3; only the orchestrator holds the gateway's credentials."""
+    return [S3_SECRET, GATEWAY_SECRET] if decl.name == "orchestrator" else [S3_SECRET]
 
 
 def function_resource(fn: RenderedFunction) -> dict[str, Any]:
@@ -418,7 +437,7 @@ def expected_deployment(
     fn: RenderedFunction,
     values: Mapping[str, Any] | None = None,
     *,
-    secret_keys: Sequence[str] = (S3_ACCESS_KEY_ITEM, S3_SECRET_KEY_ITEM),
+    secret_keys: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """The Deployment faas-netes CE makes of ``fn`` (handlers/deploy.go makeDeploymentSpec)."""
     values = load_values() if values is None else values
@@ -440,8 +459,9 @@ def expected_deployment(
         mounts.append({"name": "temp", "mountPath": "/tmp", "readOnly": False})
     if r["secrets"]:
         volume = f"{name}-projected-secrets"
+        keys = SECRET_KEYS if secret_keys is None else secret_keys
         sources = [
-            {"secret": {"name": s, "items": [{"key": k, "path": k} for k in secret_keys]}}
+            {"secret": {"name": s, "items": [{"key": k, "path": k} for k in keys[s]]}}
             for s in r["secrets"]
         ]
         volumes.append({"name": volume, "projected": {"sources": sources}})

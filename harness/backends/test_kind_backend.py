@@ -270,6 +270,10 @@ def test_kind_secrets_travel_on_stdin_only(shared: FakeCluster, deployed: kb.Kin
     assert app["access-key-id"] == fn[km.S3_ACCESS_KEY_ITEM]
     password = state["secrets"]["openfaas/basic-auth"]["basic-auth-password"]
     assert deployed.gateway_auth().password == base64.b64decode(password).decode()
+    # The orchestrator's copy of the gateway's credentials (prewarming), created from stdin.
+    assert f"Secret/openfaas-fn/{km.GATEWAY_SECRET}" in created
+    gateway = state["secrets"][f"openfaas-fn/{km.GATEWAY_SECRET}"]
+    assert gateway[km.GATEWAY_PASSWORD_ITEM] == password
 
 
 def test_kind_helm_gets_the_pinned_chart_and_the_timeout_chain(

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ from harness.backends import kind as kb
 from harness.bench import run_regime
 from harness.functions import load
 from harness.records import FunctionPlatform
-from harness.regimes import Regime, load_regimes
+from harness.regimes import Baseline, Regime, load_regimes
 from harness.report import RegimeResult
 from harness.workload import OrchestratorSender, Video, http_client
 
@@ -108,27 +109,44 @@ def videos(backend: kb.KindBackend, tmp_path_factory: pytest.TempPathFactory) ->
     return [Video(id="demo", uri=uri, truth=truth, query="flour")]
 
 
+def _run(backend: kb.KindBackend, videos: list[Video], regime: Regime, **kw: Any) -> RegimeResult:
+    report = backend.prepare(regime.preparation)
+
+    def snapshot() -> dict[str, FunctionPlatform]:
+        statuses = backend.function_status()
+        return {s["name"]: FunctionPlatform.from_status(s) for s in statuses}
+
+    async def run() -> RegimeResult:
+        async with http_client() as client:
+            sender = OrchestratorSender(client, backend.gateway_url, videos)
+            return await run_regime(
+                regime, sender, snapshot=snapshot, preparation_report=report, **kw
+            )
+
+    return asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def baseline(backend: kb.KindBackend, videos: list[Video]) -> Baseline:
+    """The run's warm baseline (regimes.yaml ``baseline:``): latency ratios refer to it."""
+    from harness.runner import baseline_from
+
+    regime = load_regimes().baseline_for(SIZE)  # type: ignore[arg-type]
+    assert regime is not None
+    return baseline_from(_run(backend, videos, regime), cores=os.cpu_count() or 1)
+
+
 @pytest.mark.parametrize("regime", _regimes(), ids=lambda r: r.name)
 def test_kind_regime_meets_its_thresholds(
-    regime: Regime, backend: kb.KindBackend, videos: list[Video]
+    regime: Regime, backend: kb.KindBackend, videos: list[Video], baseline: Baseline
 ) -> None:
     if regime.preparation.overrides_for("*").get("scale_to_zero_idle"):
         pytest.skip(f"{regime.name} needs scale to zero after idle: OpenFaaS Pro only")
+    if regime.workload.rate_x_capacity is not None:
+        workload = regime.workload.with_capacity(baseline.capacity_per_s)
+        regime = regime.model_copy(update={"workload": workload})
     try:
-        report = backend.prepare(regime.preparation)
-
-        def snapshot() -> dict[str, FunctionPlatform]:
-            statuses = backend.function_status()
-            return {s["name"]: FunctionPlatform.from_status(s) for s in statuses}
-
-        async def run() -> RegimeResult:
-            async with http_client() as client:
-                sender = OrchestratorSender(client, backend.gateway_url, videos)
-                return await run_regime(
-                    regime, sender, snapshot=snapshot, preparation_report=report
-                )
-
-        result = asyncio.run(run())
+        result = _run(backend, videos, regime, baseline=baseline)
     except Exception:
         backend.collect_logs()
         raise

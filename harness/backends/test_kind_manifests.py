@@ -268,7 +268,8 @@ def test_kind_every_function_has_limits_requests_and_probes(
     for fn in rendering.functions:
         decl = decls[fn.name]
         assert fn.request["limits"]["memory"] == decl.memory_limit
-        assert fn.request["requests"]["memory"] == decl.memory_limit
+        assert fn.request["requests"]["memory"] == (decl.memory_request or decl.memory_limit)
+        assert decl.memory_request_bytes <= decl.memory_limit_bytes
         assert re.fullmatch(r"\d+m", fn.request["requests"]["cpu"])
         if decl.cpu_limit is not None:
             assert fn.request["limits"]["cpu"] == f"{round(decl.cpu_limit * 1000)}m"
@@ -366,7 +367,16 @@ def test_kind_no_plaintext_secret_in_manifests_or_renderings(
         assert "AWS_ACCESS_KEY_ID" not in env and "AWS_SECRET_ACCESS_KEY" not in env
         assert env["AWS_ACCESS_KEY_ID_FILE"] == f"{km.SECRETS_MOUNT}/{km.S3_ACCESS_KEY_ITEM}"
         assert env["AWS_SECRET_ACCESS_KEY_FILE"] == f"{km.SECRETS_MOUNT}/{km.S3_SECRET_KEY_ITEM}"
-        assert fn.request["secrets"] == [km.S3_SECRET]
+        if fn.name == "orchestrator":
+            # Only the orchestrator holds the gateway's credentials (prewarming), as files.
+            assert fn.request["secrets"] == [km.S3_SECRET, km.GATEWAY_SECRET]
+            assert env["GATEWAY_AUTH_USER_FILE"] == f"{km.SECRETS_MOUNT}/{km.GATEWAY_USER_ITEM}"
+            assert env["GATEWAY_AUTH_PASSWORD_FILE"] == (
+                f"{km.SECRETS_MOUNT}/{km.GATEWAY_PASSWORD_ITEM}"
+            )
+        else:
+            assert fn.request["secrets"] == [km.S3_SECRET]
+            assert not any(k.startswith("GATEWAY_AUTH") for k in env)
 
 
 def test_kind_secrets_are_mounted_as_files(rendering: km.Rendering, values: dict[str, Any]) -> None:
@@ -375,8 +385,11 @@ def test_kind_secrets_are_mounted_as_files(rendering: km.Rendering, values: dict
         (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["readOnly"]]
         assert mount["mountPath"] == km.SECRETS_MOUNT
         (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
-        items = volume["projected"]["sources"][0]["secret"]["items"]
-        assert {i["path"] for i in items} == {km.S3_ACCESS_KEY_ITEM, km.S3_SECRET_KEY_ITEM}
+        sources = volume["projected"]["sources"]
+        assert [s["secret"]["name"] for s in sources] == fn.request["secrets"]
+        for source in sources:
+            items = source["secret"]["items"]
+            assert [i["path"] for i in items] == list(km.SECRET_KEYS[source["secret"]["name"]])
 
 
 def test_kind_manifest_secret_refs_are_the_generated_ones() -> None:

@@ -22,7 +22,9 @@ def _cli(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
 def test_list_names_every_pin_and_nothing_built_in_an_empty_cache(tmp_path: Path) -> None:
     done = _cli("list", "--json", cache=tmp_path)
     assert done.returncode == 0, done.stderr
-    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    document = json.loads(done.stdout)
+    assert document["status"] == "ok"
+    rows = document["programs"]
     assert [row["name"] for row in rows] == list(COMPONENTS)
     assert all(row["binary"] is None for row in rows)
     minio = next(row for row in rows if row["name"] == "minio")
@@ -30,6 +32,7 @@ def test_list_names_every_pin_and_nothing_built_in_an_empty_cache(tmp_path: Path
 
 
 def test_an_unknown_program_is_a_usage_error(tmp_path: Path) -> None:
-    done = _cli("build", "k3s", cache=tmp_path)
+    done = _cli("build", "k3s", "--json", cache=tmp_path)
     assert done.returncode == 2 and "unknown program(s) k3s" in done.stderr
+    assert json.loads(done.stdout)["error"]["code"] == "usage"
     assert not any(tmp_path.iterdir())  # nothing was built or created

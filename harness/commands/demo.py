@@ -12,7 +12,9 @@ from harness.records import check_content
 DEMO_QUERY = "flour"
 
 
-def run_demo(state_dir: Path, *, media_dir: Path, as_json: bool, keep: bool) -> int:
+def run_demo(
+    state_dir: Path, *, media_dir: Path, as_json: bool, keep: bool, save_dir: Path | None = None
+) -> int:
     say("generating the demo video (flite speech, a real photo shown at a known time)", as_json)
     truth = demo_video(media_dir)
     if not as_json:
@@ -22,7 +24,10 @@ def run_demo(state_dir: Path, *, media_dir: Path, as_json: bool, keep: bool) -> 
         for obj in truth.objects:
             print(f"  shown at {obj.start_s:5.2f}-{obj.end_s:5.2f} s: {', '.join(obj.labels)}")
         print()
-    answer = run_search(Path(truth.path), DEMO_QUERY, state_dir=state_dir, quiet=as_json, keep=keep)
+    answer = run_search(
+        Path(truth.path), DEMO_QUERY, state_dir=state_dir, quiet=as_json, keep=keep,
+        save_dir=save_dir,
+    )  # fmt: skip
     code = print_answer(answer, as_json=as_json)
     if code != 0:
         return code
@@ -32,4 +37,6 @@ def run_demo(state_dir: Path, *, media_dir: Path, as_json: bool, keep: bool) -> 
     print("\ncontent checks against the known truth:", file=out)
     for check in checks:
         print(f"  {check.status:4}  {check.name}  {check.detail}", file=out)
+    if answer.get("saved"):
+        print(f"\nthe matching clip, to watch: {', '.join(answer['saved'])}", file=out)
     return 1 if failed else 0

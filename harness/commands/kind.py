@@ -9,7 +9,6 @@ that cluster; `down` stops the forward and deletes what this workdir created.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 
 from harness.backends import kind_forward
+from harness.commands import output
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORKDIR = ROOT / ".vsearch" / "kind"
@@ -251,7 +251,7 @@ def status(args: argparse.Namespace) -> int:
             "gateway": gateway,
             "functions": statuses,
         }
-        print(json.dumps(document, indent=2, default=str))
+        output.print_json(document)
     else:
         where = gateway["url"] or "no port-forward running (`./vsearch up --backend kind`)"
         print(f"kind cluster {backend.cluster_name!r}; gateway {where}")

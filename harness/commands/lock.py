@@ -30,4 +30,6 @@ def relock(upgrade: bool) -> int:
         done = subprocess.run(args, cwd=ROOT)
         if done.returncode != 0:
             return done.returncode
-    return 0
+    # Online Bazel's per-function wheel closures follow the locks.
+    script = ROOT / "platforms" / "tools" / "online_wheels.py"
+    return subprocess.run([sys.executable, str(script)], cwd=ROOT).returncode

@@ -43,7 +43,23 @@ def down(state_dir: Path) -> int:
 
 
 def status(state_dir: Path, *, as_json: bool) -> int:
-    return int(embedded.show_status(argparse.Namespace(state_dir=state_dir, json=as_json)))
+    if not as_json:
+        return int(embedded.show_status(argparse.Namespace(state_dir=state_dir, json=False)))
+    # --json: the functions' list when healthy, else an error document (never plain text).
+    from harness.commands import output
+
+    def error(code: str, message: str) -> None:
+        output.print_json({"status": "error", "error": {"code": code, "message": message}})
+
+    if not running(state_dir):
+        error("not_running", f"the embedded platform is not running ({state_dir})")
+        return 3
+    with GatewayClient.from_state_dir(state_dir) as client:
+        if not client.healthy():
+            error("unhealthy", f"the gateway at {client.gateway_url} is not healthy")
+            return 1
+        output.print_json(client.functions())
+    return 0
 
 
 def running(state_dir: Path) -> bool:
@@ -60,9 +76,12 @@ class Connection:
         self.bucket: str = state["bucket"]
         self.gateway = GatewayClient.from_state_dir(state_dir)
 
-    def s3_client(self) -> Any:
+    def store(self) -> Any:
         # base's store: the same client settings (signing, retries, timeouts) the functions use.
         from base.config import StorageSettings
         from base.storage import ObjectStore
 
-        return ObjectStore(StorageSettings.from_env(self.credentials["s3"])).client
+        return ObjectStore(StorageSettings.from_env(self.credentials["s3"]))
+
+    def s3_client(self) -> Any:
+        return self.store().client

@@ -6,18 +6,21 @@ and progress is read from the request's state while the call runs.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import os
 import re
+import statistics
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from harness.commands import platform
+from harness.commands import output, platform
 from harness.commands.platform import Connection
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv"}
@@ -112,6 +115,50 @@ def upload(conn: Connection, video: Path) -> str:
     return f"s3://{conn.bucket}/{key}"
 
 
+#: How long the presigned links printed for the clips stay valid.
+LINK_EXPIRES_S = 3600
+
+
+def clip_file_name(index: int, start_s: float, end_s: float, *, match: bool) -> str:
+    """`match-clip1_6.44-8.98s.mp4`: the clip's index and its times in the video."""
+    return f"{'match-' if match else ''}clip{index}_{start_s:.2f}-{end_s:.2f}s.mp4"
+
+
+def clip_files(result: dict[str, Any], *, every_clip: bool) -> dict[str, str]:
+    """File name -> s3 URI of the matched clips (and with every_clip, of every clip)."""
+    wanted = {
+        clip_file_name(m["clip_index"], m["start_s"], m["end_s"], match=True): m["clip_uri"]
+        for m in result.get("matches", [])
+    }
+    if every_clip:
+        for clip in result.get("clips", []):
+            name = clip_file_name(clip["index"], clip["start_s"], clip["end_s"], match=False)
+            wanted[name] = clip["clip_uri"]
+    return wanted
+
+
+def save_clips(
+    conn: Connection, result: dict[str, Any], save_dir: Path, *, every_clip: bool
+) -> list[Path]:
+    """Download the matched clips (every clip with every_clip) into save_dir."""
+    store = conn.store()
+    save_dir.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for name, uri in clip_files(result, every_clip=every_clip).items():
+        dest = save_dir / name
+        store.download(store.key_of(uri), dest)
+        saved.append(dest)
+    return saved
+
+
+def clip_links(conn: Connection, result: dict[str, Any]) -> dict[str, str]:
+    """s3 URI -> a presigned http URL, for every clip and match (valid LINK_EXPIRES_S)."""
+    store = conn.store()
+    uris = [m["clip_uri"] for m in result.get("matches", [])]
+    uris += [c["clip_uri"] for c in result.get("clips", [])]
+    return {u: store.presign(store.key_of(u), expires_s=LINK_EXPIRES_S) for u in uris}
+
+
 def run_search(
     video: Path,
     query: str,
@@ -121,17 +168,25 @@ def run_search(
     quiet: bool = False,
     keep: bool = False,
     timeout_s: float = 900.0,
+    save_dir: Path | None = None,
+    save_all: bool = False,
 ) -> dict[str, Any]:
-    """Search one video; returns the orchestrator's answer (result or error envelope)."""
+    """Search one video; returns the orchestrator's answer (result or error envelope).
+
+    With save_dir, the matched clips (save_all: every clip) are downloaded there; their paths
+    are in answer["saved"]. While the platform stays up afterwards, answer["links"] maps each
+    clip's s3 URI to a presigned http URL.
+    """
     check_video(video)
     if not query.strip():
         raise UsageError("the query is empty")
     started_here = not platform.running(state_dir)
     if started_here:
         say("starting the embedded platform (first start loads the models)…", quiet)
-        if platform.up(state_dir) != 0:
+        if _to_stderr(platform.up, state_dir) != 0:
             raise UsageError(f"the platform did not start; see {state_dir / 'serve.log'}")
     try:
+        client_started = time.monotonic()
         conn = Connection(state_dir)
         say(f"uploading {video.name} ({video.stat().st_size / 1e6:.1f} MB)", quiet)
         uri = upload(conn, video)
@@ -143,6 +198,7 @@ def run_search(
         }
         with Progress(conn, request_id, quiet=quiet):
             response = conn.gateway.invoke("orchestrator", body, timeout_s=timeout_s)
+        client_wall_s = time.monotonic() - client_started
         try:
             answer: dict[str, Any] = response.json()
         except ValueError:
@@ -151,11 +207,219 @@ def run_search(
                 "error": {"code": "bad_response", "message": response.text},
             }
         answer["http_status"] = response.status_code
+        # From upload to answer, as the user waits (less the platform's own start).
+        answer["client_wall_s"] = round(client_wall_s, 4)
+        result = answer.get("outputs") if answer.get("status") == "ok" else None
+        if result and save_dir is not None:
+            saved = save_clips(conn, result, save_dir, every_clip=save_all)
+            answer["saved"] = [str(p) for p in saved]
+            say(f"saved {len(saved)} clip(s) to {save_dir}", quiet)
+        if result and (keep or not started_here):
+            answer["links"] = clip_links(conn, result)
         return answer
     finally:
         if started_here and not keep:
             say("stopping the embedded platform (use --keep to leave it running)", quiet)
-            platform.down(state_dir)
+            _to_stderr(platform.down, state_dir)
+
+
+def run_inprocess(
+    video: Path,
+    query: str,
+    *,
+    config: dict[str, Any] | None = None,
+    quiet: bool = False,
+    warmup: bool = True,
+    log_path: Path | None = None,
+) -> dict[str, Any]:
+    """Search one video with the in-process baseline (harness/backends/inprocess.py): the same
+    handlers and DAG in this process, sequentially, no gateway and no S3. The answer has the
+    orchestrator's envelope plus `baseline` (wall, CPU, model load) for the timed request."""
+    check_video(video)
+    if not query.strip():
+        raise UsageError("the query is empty")
+    from harness.backends.inprocess import InProcessBaseline
+
+    say("in-process baseline: loading every stage (models once)", quiet)
+    with _logs_to(log_path), InProcessBaseline() as baseline:
+        if warmup:
+            say("in-process baseline: warm-up request (not timed)", quiet)
+            baseline.search(video, query, config)
+        run = baseline.search(video, query, config)
+        answer = run.answer
+        answer["baseline"] = {**_figures(run), "load_s": baseline.load_s}
+    return answer
+
+
+def _to_stderr(action: Any, state_dir: Path) -> int:
+    """Starting or stopping the platform prints its status: stdout is for the answer."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return int(action(state_dir))
+
+
+@contextlib.contextmanager
+def _logs_to(path: Path | None) -> Iterator[None]:
+    """The stages' JSON log lines (stdout in a function) go to a file: stdout is the answer."""
+    if path is None:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as sink, contextlib.redirect_stdout(sink):
+        yield
+
+
+def _figures(run: Any) -> dict[str, Any]:
+    return {
+        "status": run.answer.get("status"),
+        "wall_s": round(run.wall_s, 4),
+        "cpu_s": round(run.cpu_s, 4),
+        "function_cpu_s": round(function_cpu_s(run.answer), 4),
+        "matches": _matches(run.answer),
+    }
+
+
+def _matches(answer: dict[str, Any]) -> list[int] | None:
+    result = answer.get("outputs") or {}
+    if answer.get("status") != "ok":
+        return None
+    return sorted(m["clip_index"] for m in result.get("matches") or [])
+
+
+def run_side_by_side(
+    video: Path,
+    query: str,
+    *,
+    state_dir: Path,
+    config: dict[str, Any] | None = None,
+    repeat: int = 3,
+    quiet: bool = False,
+    keep: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Serverless and the in-process baseline, alternating request by request on one machine
+    (so both see the same background load): one untimed warm-up pair, then `repeat` pairs.
+    Returns the last serverless answer and the comparison of medians."""
+    check_video(video)
+    if not query.strip():
+        raise UsageError("the query is empty")
+    from harness.backends.inprocess import InProcessBaseline
+
+    started_here = not platform.running(state_dir)
+    if started_here:
+        say("starting the embedded platform (first start loads the models)…", quiet)
+        if _to_stderr(platform.up, state_dir) != 0:
+            raise UsageError(f"the platform did not start; see {state_dir / 'serve.log'}")
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    try:
+        say("in-process baseline: loading every stage (models once)", quiet)
+        with _logs_to(state_dir / "inprocess.log"), InProcessBaseline() as baseline:
+            answer: dict[str, Any] = {}
+            for n in range(repeat + 1):
+                label = "warm-up pair (not counted)" if n == 0 else f"pair {n}/{repeat}"
+                say(f"side by side: {label}: serverless, then in-process", quiet)
+                answer = run_search(
+                    video, query, state_dir=state_dir, config=config, quiet=True, keep=True
+                )
+                run = baseline.search(video, query, config)
+                if n:
+                    pairs.append((answer, _figures(run)))
+            load_s = dict(baseline.load_s)
+    finally:
+        if started_here and not keep:
+            say("stopping the embedded platform (use --keep to leave it running)", quiet)
+            _to_stderr(platform.down, state_dir)
+    return answer, comparison(pairs, load_s=load_s)
+
+
+def function_cpu_s(answer: dict[str, Any]) -> float:
+    """CPU seconds the stage functions spent on a request (their own figures, fresh calls)."""
+    result = answer.get("outputs") or {}
+    invocations = (result.get("metrics") or {}).get("invocations") or []
+    return sum(
+        float((inv.get("metrics") or {}).get("cpu_s") or 0.0)
+        for inv in invocations
+        if not inv.get("reused")
+    )
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 4) if values else None
+
+
+def comparison(
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]], *, load_s: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Serverless answers against baseline figures, pair by pair, and the ratio of medians."""
+    rows = []
+    for serverless, base in pairs:
+        request = ((serverless.get("outputs") or {}).get("metrics") or {}).get("request") or {}
+        e2e, client = request.get("end_to_end_s"), serverless.get("client_wall_s")
+        rows.append(
+            {
+                "serverless": {
+                    "status": serverless.get("status"),
+                    "end_to_end_s": e2e,
+                    "critical_path_s": request.get("critical_path_s"),
+                    "overhead_s": request.get("overhead_s"),
+                    "function_cpu_s": round(function_cpu_s(serverless), 4),
+                    "client_wall_s": client,
+                    "cli_overhead_s": round(client - e2e, 4) if client and e2e else None,
+                    "matches": _matches(serverless),
+                },
+                "baseline": base,
+            }
+        )
+    ok = [r for r in rows if r["serverless"]["status"] == "ok" and r["baseline"]["status"] == "ok"]
+
+    def med(side: str, key: str) -> float | None:
+        return _median([float(r[side][key]) for r in ok if r[side].get(key) is not None])
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a is not None and b else None
+
+    e2e, base_wall = med("serverless", "end_to_end_s"), med("baseline", "wall_s")
+    cpu, base_cpu = med("serverless", "function_cpu_s"), med("baseline", "function_cpu_s")
+    overhead, client = med("serverless", "overhead_s"), med("serverless", "client_wall_s")
+    cli = med("serverless", "cli_overhead_s")
+    return {
+        "pairs": len(rows),
+        "pairs_ok": len(ok),
+        "same_matches": all(r["serverless"]["matches"] == r["baseline"]["matches"] for r in ok),
+        "serverless": {
+            "end_to_end_p50_s": e2e,
+            "function_cpu_s_p50": cpu,
+            "overhead_p50_s": overhead,
+            "overhead_share": ratio(overhead, e2e),
+            "client_wall_p50_s": client,
+            "cli_overhead_p50_s": cli,
+            "cli_overhead_share": ratio(cli, client),
+        },
+        "baseline": {
+            "wall_p50_s": base_wall,
+            "function_cpu_s_p50": base_cpu,
+            "process_cpu_s_p50": med("baseline", "cpu_s"),
+            "load_s": load_s or {},
+        },
+        "ratio": {"end_to_end": ratio(e2e, base_wall), "function_cpu": ratio(cpu, base_cpu)},
+        "rows": rows,
+    }
+
+
+def render_comparison(cmp: dict[str, Any]) -> str:
+    s, b, r = cmp["serverless"], cmp["baseline"], cmp["ratio"]
+
+    def f(value: Any) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    return (
+        f"vs in-process baseline ({cmp['pairs_ok']}/{cmp['pairs']} pairs ok, medians, same "
+        f"matches: {'yes' if cmp['same_matches'] else 'NO'}): end-to-end "
+        f"{f(s['end_to_end_p50_s'])} s vs {f(b['wall_p50_s'])} s (x{f(r['end_to_end'])}), "
+        f"function CPU {f(s['function_cpu_s_p50'])} s vs {f(b['function_cpu_s_p50'])} s "
+        f"(x{f(r['function_cpu'])}); baseline process CPU {f(b['process_cpu_s_p50'])} s; "
+        f"platform overhead {f(s['overhead_p50_s'])} s ({f(s['overhead_share'])}); CLI overhead "
+        f"{f(s['cli_overhead_p50_s'])} s of {f(s['client_wall_p50_s'])} s"
+    )
 
 
 def say(text: str, quiet: bool) -> None:
@@ -170,6 +434,7 @@ def render(answer: dict[str, Any]) -> str:
         status = answer.get("http_status")
         return f"search failed ({status}): {error.get('code')}: {error.get('message')}"
     result = answer.get("outputs") or answer
+    links: dict[str, str] = answer.get("links") or {}
     video = result["video"]
     lines = [
         f"video:   {Path(video['source_uri']).name}  {video['duration_s']:.1f} s  "
@@ -182,9 +447,13 @@ def render(answer: dict[str, Any]) -> str:
         clip = clips.get(match["clip_index"], {})
         lines.append(
             f"  MATCH clip {match['clip_index']}  {match['start_s']:.2f}-{match['end_s']:.2f} s  "
+            f"{_kind(match)}  "
             f'"{match["text"]}"{_objects(clip.get("objects", []))}'
         )
-        lines.append(f"        {match['clip_uri']}")
+        if match.get("kind", "exact") != "exact":
+            why = ", ".join(f'"{w["heard"]}" ~ "{w["query"]}"' for w in match.get("why", []))
+            lines.append(f"        heard: {why}")
+        lines.append(f"        {links.get(match['clip_uri'], match['clip_uri'])}")
     lines.append(f"clips:   {len(result['clips'])}")
     for clip in result["clips"]:
         lines.append(
@@ -194,6 +463,16 @@ def render(answer: dict[str, Any]) -> str:
     if result.get("frames_without_clip"):
         objects = [o for f in result["frames_without_clip"] for o in f.get("objects", [])]
         lines.append(f"whole-video frames: {len(result['frames_without_clip'])}{_objects(objects)}")
+    if answer.get("saved"):
+        lines.append(f"saved:   {len(answer['saved'])} clip(s)")
+        lines += [f"  {path}" for path in answer["saved"]]
+    elif result["matches"] and not links:
+        lines.append(
+            "note:    the platform stopped on exit, so the s3:// clips cannot be opened now; "
+            "--save DIR downloads them, --keep leaves the platform up and prints http links"
+        )
+    if links:
+        lines.append(f"links:   presigned http URLs, valid {LINK_EXPIRES_S // 60} min")
     req = result["metrics"]["request"]
     lines.append(
         f"timing:  end-to-end {req['end_to_end_s']:.2f} s, critical path "
@@ -202,6 +481,11 @@ def render(answer: dict[str, Any]) -> str:
         f"{req['retries']} retries"
     )
     return "\n".join(lines)
+
+
+def _kind(match: dict[str, Any]) -> str:
+    """`exact 1.00`, `phonetic 0.85`, ...: how the match was found and how sure it is."""
+    return f"{match.get('kind', 'exact')} {float(match.get('score', 1.0)):.2f}"
 
 
 def _objects(objects: list[dict[str, Any]]) -> str:
@@ -213,10 +497,25 @@ def _objects(objects: list[dict[str, Any]]) -> str:
     return "  objects: " + ", ".join(f"{k} ({v:.2f})" for k, v in sorted(best.items()))
 
 
-def print_answer(answer: dict[str, Any], *, as_json: bool) -> int:
+def print_answer(
+    answer: dict[str, Any], *, as_json: bool, compared: dict[str, Any] | None = None
+) -> int:
+    """The answer (and, with --baseline, its comparison with the in-process baseline)."""
     if as_json:
         result = answer.get("outputs") if answer.get("status") == "ok" else answer
-        print(json.dumps(result, indent=2))
+        if compared is not None:
+            result = {**result, "comparison": compared}
+        if "baseline" in answer:
+            result = {**result, "baseline": answer["baseline"]}
+        output.print_json(result)
     else:
         print(render(answer))
+        if "baseline" in answer:
+            b = answer["baseline"]
+            print(
+                f"in-process baseline: wall {b['wall_s']:.2f} s, process CPU {b['cpu_s']:.2f} s, "
+                f"stage CPU {b['function_cpu_s']:.2f} s (models loaded once, before the request)"
+            )
+        if compared is not None:
+            print(render_comparison(compared))
     return 0 if answer.get("status") == "ok" else 1

@@ -113,7 +113,10 @@ class FunctionProcess:
                     f"{self.log_tail()}"
                 )
             try:
-                if httpx.get(f"{self.url}/_/ready", timeout=1.0).status_code == 200:
+                response = httpx.get(f"{self.url}/_/ready", timeout=1.0)
+                # Only this process's answer counts: another one may hold the port (a port
+                # picked free can be taken by a parallel test before this process binds it).
+                if response.status_code == 200 and _pid_of(response) in (None, self.pid):
                     self.ready_after_s = time.monotonic() - self.started_monotonic
                     return self.ready_after_s
             except httpx.TransportError:
@@ -157,3 +160,12 @@ class FunctionProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _pid_of(response: httpx.Response) -> int | None:
+    """The pid a runtime's /_/ready names (None from one that names none; -1 for non-JSON)."""
+    try:
+        pid = response.json().get("pid")
+    except (ValueError, AttributeError):
+        return -1
+    return pid if isinstance(pid, int) else None

@@ -117,6 +117,7 @@ class Gateway:
         declarations: list[FunctionDeclaration],
         *,
         function_env: Mapping[str, str],
+        private_env: Mapping[str, Mapping[str, str]] | None = None,
         auth: BasicAuth,
         cgroups: CgroupManager,
         log_dir: Path,
@@ -124,6 +125,9 @@ class Gateway:
     ) -> None:
         self.declarations = {d.name: d for d in declarations}
         self.function_env = dict(function_env)
+        #: Per function, env that is not declared (never in /system/functions' envVars): the
+        #: orchestrator's gateway credentials for the scale API.
+        self.private_env = {k: dict(v) for k, v in (private_env or {}).items()}
         self.auth = auth
         self.cgroups = cgroups
         self.log_dir = log_dir
@@ -151,7 +155,7 @@ class Gateway:
         for name, decl in self.declarations.items():
             self.sets[name] = ReplicaSet(
                 decl,
-                env=self.function_env,
+                env={**self.function_env, **self.private_env.get(name, {})},
                 cgroups=self.cgroups,
                 events=self.events,
                 client=self._client,

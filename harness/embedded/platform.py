@@ -198,6 +198,13 @@ class EmbeddedPlatform:
         self._gateway = Gateway(
             self.declarations,
             function_env={**self._s3_env, "GATEWAY_URL": self.gateway_url},
+            # The orchestrator prewarms the chain through the scale API (orchestrator/prewarm.py).
+            private_env={
+                "orchestrator": {
+                    "GATEWAY_AUTH_USER": self.auth.user,
+                    "GATEWAY_AUTH_PASSWORD": self.auth.password,
+                }
+            },
             auth=self.auth,
             cgroups=self._cgroups,
             log_dir=self.state_dir / "logs" / self.run,

@@ -489,7 +489,7 @@ class ReplicaSet:
                 return
             with contextlib.suppress(httpx.TransportError):
                 response = await self._client.get(url, timeout=1.0)
-                if response.status_code == 200:
+                if response.status_code == 200 and self._answered_by(replica, response):
                     break
             if time.monotonic() > deadline:
                 self._start_failed(
@@ -513,6 +513,25 @@ class ReplicaSet:
         )
         self._dispatch()
         self._reconcile()
+
+    def _answered_by(self, replica: Replica, response: httpx.Response) -> bool:
+        """A ready answer counts only from the replica's own process: with tests starting
+        platforms in parallel another process can hold the port the replica was given."""
+        try:
+            pid = response.json().get("pid")
+        except (ValueError, AttributeError):
+            return False
+        if pid is None or pid == replica.pid:
+            return True
+        log(
+            "platform.ready_from_other_process",
+            level="warning",
+            function=self.name,
+            replica=replica.name,
+            pid=replica.pid,
+            other_pid=pid,
+        )
+        return False
 
     def _start_failed(self, replica: Replica | None, reason: str) -> None:
         self._failures += 1

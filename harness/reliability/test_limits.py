@@ -5,7 +5,7 @@ below need), so they share a platform of their own with only the functions their
 reach. The two requests take disjoint paths through it:
 - a video without audio: extract-audio -> sample-frames (exec_timeout 1 s); the request asks
   for every frame at 8K (legal config), so its ffmpeg would run for tens of seconds: a "hang";
-- audio only: extract-audio -> segment-speech -> cut-clips -> transcode-clip -> transcribe
+- audio only: extract-audio -> segment-speech -> transcribe (and cut-clips -> transcode-clip)
   (memory limit 150 MiB, below what loading its model needs).
 """
 
@@ -158,10 +158,11 @@ def test_an_oom_kill_is_reported_with_function_and_replica(limited: Rig, rel_med
 def test_an_oom_kill_mid_invocation_is_reported(
     tmp_path_factory: pytest.TempPathFactory, rel_media: Media
 ) -> None:
-    """transcode-clip's Python fits in 72 MiB, its x264 child does not: killed mid-call."""
+    """cut-clips' Python fits in 72 MiB, its x264 child does not: killed mid-call (the clip's
+    one encode; transcode-clip keeps the stream and no longer runs x264)."""
     state_dir = tmp_path_factory.mktemp("reliability-oom-mid")
     platform = start_platform(
-        state_dir, declarations({"transcode-clip": {"memory_limit": "72Mi"}}), wait_ready=True
+        state_dir, declarations({"cut-clips": {"memory_limit": "72Mi"}}), wait_ready=True
     )
     rig = Rig(platform)
     try:
@@ -171,23 +172,23 @@ def test_an_oom_kill_mid_invocation_is_reported(
         with figure("fault_oom_mid_invocation") as fig:
             t0 = time.monotonic()
             answer = rig.search(uri, QUERY, timeout_s=300)
-            fig.add(rig.verdict(answer, lambda a: False)).label = "transcode-clip limit 72Mi"
+            fig.add(rig.verdict(answer, lambda a: False)).label = "cut-clips limit 72Mi"
             fig.measured.update(
                 answer=f"{answer.status} {answer.code}: {answer.message}",
                 answered_after_s=round(time.monotonic() - t0, 2),
                 oom_events=[
                     f"{e.replica}: {e.message}"
-                    for e in platform.events(type="oom_kill", function="transcode-clip")
+                    for e in platform.events(type="oom_kill", function="cut-clips")
                 ],
             )
-        ooms = platform.events(type="oom_kill", function="transcode-clip")
+        ooms = platform.events(type="oom_kill", function="cut-clips")
         assert ooms, "no OOM kill: the limit did not bite"
-        assert answer.status == 502 and answer.function == "transcode-clip", answer.body
+        assert answer.status == 502 and answer.function == "cut-clips", answer.body
         if answer.code == "internal" and "exit -9" in answer.message:
             # The kernel killed only the ffmpeg child; the replica survived and answered 500.
             pytest.xfail(f"bug: a child's OOM kill reaches the caller as {answer.message!r}")
         assert answer.code == "oom_killed" and "OOM" in answer.message, answer.message
-        assert re.search(r"replica transcode-clip-\d+", answer.message), answer.message
+        assert re.search(r"replica cut-clips-\d+", answer.message), answer.message
     finally:
         rig.close()
         platform.stop()

@@ -268,9 +268,7 @@ def fetch_debs(cache: Path) -> None:
 
 
 def requirement_files() -> list[Path]:
-    files = [ROOT / "base" / "requirements.in", ROOT / "orchestrator" / "requirements.in"]
-    files += sorted((ROOT / "stages").glob("*/requirements.in"))
-    return [f for f in files if f.exists()]
+    return list(pylock.requirement_files(ROOT).values())
 
 
 def pip_command() -> list[str]:
@@ -293,6 +291,7 @@ def fetch_wheels(cache: Path) -> None:
     repo = cache / "wheels"
     pip = pip_command()
     groups = {}
+    per_package: dict[str, dict[str, list[str]]] = {}
     for arch in ARCHS.values():
         lock = pylock.load(ROOT / f"requirements-{arch}.lock")
         needed: set[str] = set()
@@ -334,10 +333,27 @@ def fetch_wheels(cache: Path) -> None:
         if missing:
             raise SystemExit(f"fetch-deps: no {arch} wheel for {', '.join(missing)}")
         groups[arch] = sorted(chosen.values())
+        for package, projects in pylock.wheel_groups(ROOT, lock).items():
+            per_package.setdefault(package, {})[arch] = sorted(chosen[p] for p in projects)
     write_repo(repo, "wheels", groups, {"x86_64": "is_amd64", "aarch64": "is_arm64"})
+    write_groups(repo, per_package, {"x86_64": "is_amd64", "aarch64": "is_arm64"})
 
 
 # --- the Bazel repositories ----------------------------------------------------------------------
+
+
+def write_groups(repo: Path, packages: dict[str, dict[str, list[str]]], settings: dict) -> None:
+    """`:<package>` (`:stages_search`...): that package's closure with the base's, as online."""
+    lines = ["", "# Per Bazel package: its closure with the base's (py_layer's `wheels`)."]
+    for package, files in sorted(packages.items()):
+        lines.append(f'filegroup(\n    name = "{package}",\n    srcs = select({{')
+        for arch, setting in settings.items():
+            lines.append(f'        "@//platforms:{setting}": [')
+            lines += [f'            "{f}",' for f in files[arch]]
+            lines.append("        ],")
+        lines.append("    }),\n)\n")
+    with (repo / "BUILD.bazel").open("a") as out:
+        out.write("\n".join(lines))
 
 
 def write_repo(repo: Path, name: str, groups: dict[str, list[str]], settings: dict) -> None:

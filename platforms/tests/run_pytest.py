@@ -8,7 +8,9 @@ The suite needs the project's Python environment (.venv, made by ./vsearch from 
 the source tree (media tools, embedded S3 server...), so this runs outside the sandbox (the
 target is tagged `local`) in the real source tree, found through the runfiles' symlinks.
 Skips (exit 0, "SKIPPED: ..." printed) when there is no .venv with pytest, or when pytest
-selects no test (exit 5); any other non-zero exit fails.
+selects no test (exit 5); any other non-zero exit fails. A leading `--require-env` turns those
+skips into failures with the same reason: for targets whose whole point is what pytest runs
+(//harness:regimes), passing with nothing run would be a lie.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ def source_root() -> Path:
     raise SystemExit("run_pytest: no source tree (pyproject.toml + WORKSPACE) above " + str(here))
 
 
+REQUIRE_ENV = False
+
+
 def skip(reason: str) -> int:
+    if REQUIRE_ENV:
+        print(f"FAILED: {reason} (this target does not pass without running its tests)", flush=True)
+        return 1
     print(f"SKIPPED: {reason}", flush=True)
     out = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
     if out:
@@ -48,7 +56,11 @@ def runfile(path: str) -> Path:
 
 
 def main() -> int:
+    global REQUIRE_ENV
     argv = sys.argv[1:]
+    if argv and argv[0] == "--require-env":
+        REQUIRE_ENV = True
+        argv.pop(0)
     exported: dict[str, str] = {}
     while argv and argv[0].startswith("--env="):
         name, _, path = argv.pop(0).removeprefix("--env=").partition("=")

@@ -224,18 +224,21 @@ def extract(layer: Layer, root: Path) -> None:
 def warm(args, layer: Layer, base_wheels: list[Path], site: str) -> str:
     """Run `--warmup` (Python) against this layer; keep what it writes to --warmup-cache-dir.
 
-    Runs the build machine's /usr/bin/python3 (Debian bookworm's 3.11, as in the image) with the
-    layer's files, the base's wheels and the sources on sys.path; only when the target
-    architecture is the build machine's. numba keys its cache directory by the source
-    directory's absolute path, so the files are renamed to the image's paths afterwards.
+    Runs the image's own interpreter, never the build machine's: the base image's root
+    filesystem layers (--warmup-rootfs, Debian bookworm's python3.11 and its libraries) are
+    unpacked into a scratch root with this layer, the base's wheels and the sources, and the
+    image's python3.11 runs there through the image's own dynamic loader (no chroot, no root).
+    Only when the target architecture is the build machine's (and the build machine runs
+    Linux); otherwise the cache directory is left empty and the container fills it at its first
+    start. numba keys its cache directory by the source directory's absolute path, so the files
+    are renamed to the image's paths afterwards.
     """
-    if DEB_TO_MACHINE.get(args.deb_arch) != platform.machine():
+    machine = platform.machine()
+    if platform.system() != "Linux" or DEB_TO_MACHINE.get(args.deb_arch) != machine:
         _cache_dir(args, layer)  # empty: the container fills it at its first start
-        return f"skipped: target {args.arch} is not this machine's {platform.machine()}"
-    python = args.warmup_python
-    if not Path(python).exists():
-        _cache_dir(args, layer)
-        return f"skipped: {python} not found"
+        return f"skipped: target {args.arch} is not this machine's {platform.system()} {machine}"
+    if not args.warmup_rootfs:
+        raise SystemExit("layer_tool: --warmup needs --warmup-rootfs (the image's root filesystem)")
     # The compiled cache records source paths, so the scratch root is a fixed path (one per
     # warmup), not a random temporary directory: two builds then write identical files.
     key = hashlib.sha256(f"{args.warmup}|{args.arch}".encode()).hexdigest()[:16]
@@ -245,9 +248,55 @@ def warm(args, layer: Layer, base_wheels: list[Path], site: str) -> str:
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir()
         try:
-            return _warm_in(args, layer, base_wheels, site, python, root)
+            return _warm_in(args, layer, base_wheels, site, root)
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+#: The dynamic loader of each architecture's Debian userland.
+LOADERS = {"amd64": "ld-linux-x86-64.so.2", "arm64": "ld-linux-aarch64.so.1"}
+
+
+def extract_rootfs(tar_path: Path, dest: Path) -> None:
+    """Unpack a root filesystem layer (files, dirs, symlinks as they are; no usr/share)."""
+    with tarfile.open(tar_path) as tar:
+        for member in tar:
+            name = member.name.lstrip("./")
+            if not name or name.startswith("usr/share/") or ".." in name.split("/"):
+                continue
+            target = dest / name
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_symlink() or target.exists():
+                target.unlink()
+            if member.issym():
+                os.symlink(member.linkname, target)
+            elif member.islnk():
+                shutil.copyfile(dest / member.linkname.lstrip("./"), target)
+                os.chmod(target, member.mode & 0o7777)
+            elif member.isfile():
+                with tar.extractfile(member) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                os.chmod(target, member.mode & 0o7777)
+
+
+def image_python(image: Path, deb_arch: str) -> tuple[list[str], dict[str, str]]:
+    """The command prefix and environment that run the image's python3.11 from `image`.
+
+    The image's loader runs its interpreter with the image's libraries only (--library-path;
+    absolute symlinks inside the image, such as /lib64/ld-linux-x86-64.so.2, are not followed:
+    they would lead to the build machine's files).
+    """
+    triplet = TRIPLETS[deb_arch]
+    libs = [d for d in (image / "lib" / triplet, image / "usr/lib" / triplet) if d.is_dir()]
+    loader = next((d / LOADERS[deb_arch] for d in libs if (d / LOADERS[deb_arch]).is_file()), None)
+    python = image / "usr/bin/python3.11"
+    if loader is None or not python.is_file() or python.is_symlink():
+        raise SystemExit(f"layer_tool: no python3.11 and loader in the image's root ({image})")
+    command = [str(loader), "--library-path", ":".join(map(str, libs)), str(python)]
+    return command, {"PYTHONHOME": str(image / "usr")}
 
 
 #: numba uses a cache directory only if it can create files in it, even to load a valid cache,
@@ -296,9 +345,10 @@ def _no_aslr() -> None:
         pass
 
 
-def _warm_in(
-    args, layer: Layer, base_wheels: list[Path], site: str, python: str, root: Path
-) -> str:
+def _warm_in(args, layer: Layer, base_wheels: list[Path], site: str, root: Path) -> str:
+    for rootfs in args.warmup_rootfs:
+        extract_rootfs(Path(rootfs), root / "image")
+    python, python_env = image_python(root / "image", args.deb_arch)
     extract(layer, root / "image")
     base = Layer()
     for w in base_wheels:
@@ -313,8 +363,9 @@ def _warm_in(
     cache = root / "cache"
     cache.mkdir()
     env = {
-        "PATH": "/usr/bin:/bin",
+        "PATH": str(root / "image/usr/bin"),
         "HOME": str(root),
+        **python_env,
         "PYTHONNOUSERSITE": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONPATH": f"{app}:{root / 'image' / Layer.norm(site)}",
@@ -326,7 +377,7 @@ def _warm_in(
     # numba names some compiled functions after object addresses: without address space
     # randomisation (and with a fixed hash seed) a second build writes the same bytes.
     done = subprocess.run(
-        [python, "-s", "-c", args.warmup], env=env, cwd=root,
+        [*python, "-s", "-c", args.warmup], env=env, cwd=root,
         capture_output=True, text=True, timeout=600, preexec_fn=_no_aslr,
     )  # fmt: skip
     if done.returncode != 0:
@@ -496,7 +547,7 @@ def main() -> int:
     p.add_argument("--warmup-env", action="append", default=[])
     p.add_argument("--warmup-cache-dir", default="/var/cache/numba")
     p.add_argument("--warmup-cache-owner", default="0:0")
-    p.add_argument("--warmup-python", default="/usr/bin/python3")
+    p.add_argument("--warmup-rootfs", action="append", default=[], help="the image's rootfs tars")
     args = parser.parse_args()
     info = cmd_debs(args) if args.cmd == "debs" else cmd_python(args)
     Path(args.report).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")

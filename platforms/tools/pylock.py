@@ -120,3 +120,30 @@ def function_wheels(
     """Closure of `requirements` minus the closure of `exclude_requirements` (the base's)."""
     base = set(closure(lock, exclude_requirements)) if exclude_requirements else set()
     return [name for name in closure(lock, requirements) if name not in base]
+
+
+def requirement_files(root: Path) -> dict[str, Path]:
+    """Bazel package -> its requirements.in, for base, the orchestrator and every stage."""
+    files = [root / "base" / "requirements.in", root / "orchestrator" / "requirements.in"]
+    files += sorted((root / "stages").glob("*/requirements.in"))
+    return {f.parent.relative_to(root).as_posix(): f for f in files if f.exists()}
+
+
+def wheel_group_name(package: str) -> str:
+    """`stages/segment_speech` -> `stages_segment_speech`: the package's target in @wheels."""
+    return package.replace("/", "_")
+
+
+def wheel_groups(root: Path, lock: dict[str, Pin]) -> dict[str, list[str]]:
+    """@wheels target -> the pinned packages a package's image layers need, sorted.
+
+    A function's closure together with the base's: its `:wheels` layer installs the first minus
+    the second, and the numba warm-up also unpacks the base's wheels.
+    """
+    files = requirement_files(root)
+    base = read_requirements_in(files["base"].read_text())
+    groups = {}
+    for package, path in files.items():
+        direct = base if package == "base" else base + read_requirements_in(path.read_text())
+        groups[wheel_group_name(package)] = closure(lock, direct)
+    return groups

@@ -49,6 +49,9 @@ class Config(Model):
     video_codec: Literal["libx264"] = "libx264"
     preset: Preset = "veryfast"
     crf: int = Field(23, ge=0, le=51)
+    #: Scale down to at most this width (never up); None keeps the source size. The
+    #: orchestrator passes the delivery width, so this is the clip's only encode.
+    max_width: int | None = Field(None, ge=16, le=7680)
 
     @field_validator("segments")
     @classmethod
@@ -120,7 +123,11 @@ def _cut(src: str, dest: str, start: float, end: float, info: MediaInfo, cfg: Co
     }
     if info.has_video:
         video = inp["v:0"]
-        if (info.width or 0) % 2 or (info.height or 0) % 2:
+        if cfg.max_width is not None and (info.width or 0) > cfg.max_width:
+            # Never upscale; both sides even (yuv420p), height following the aspect ratio.
+            max_w = cfg.max_width - cfg.max_width % 2
+            video = video.filter("scale", w=max_w, h=-2)
+        elif (info.width or 0) % 2 or (info.height or 0) % 2:
             # yuv420p needs even dimensions; drop the odd last row/column.
             video = video.filter("crop", "trunc(iw/2)*2", "trunc(ih/2)*2")
         streams.append(video)

@@ -161,6 +161,20 @@ def test_clips_are_frame_accurate_in_time_sound_and_picture(
     assert not shows_photo(frame_at(files[7], 1.0))
 
 
+def test_max_width_scales_the_one_encode_down_never_up(
+    url: str, demo_uri: str, invoke: Any, request_id: str, s3_server: Any, tmp_path: Path
+) -> None:
+    segments = [{"index": 1, "start_s": 6.0, "end_s": 9.0}]
+    for max_width, want in ((161, (160, 120)), (640, (W, H))):
+        rid = f"{request_id}-{max_width}"
+        body = _ok(invoke(url, _body(rid, demo_uri, segments, max_width=max_width)))
+        (clip,) = body["outputs"]["clips"]
+        info = probe(_fetch(s3_server, clip["uri"], tmp_path / f"{max_width}.mp4"))
+        v = next(s for s in info["streams"] if s["codec_type"] == "video")
+        assert (v["width"], v["height"], v["pix_fmt"]) == (*want, "yuv420p")
+        assert float(info["format"]["duration"]) == pytest.approx(3.0, abs=0.1)
+
+
 def test_audio_only_input_gives_audio_clips(
     url: str, media_dir: Path, upload: Any, invoke: Any, request_id: str, s3_server: Any,
     tmp_path: Path,

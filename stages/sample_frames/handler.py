@@ -1,9 +1,13 @@
-"""sample-frames (VideoSearcher ffmpeg-3): JPEG frames at t = 0, interval, 2*interval, ...
+"""sample-frames (VideoSearcher ffmpeg-3): JPEG frames at t = start, start + interval, ...
 
-One decoding pass: a `select` filter keeps the frame nearest each target time and a `metadata`
-filter writes the kept frames' real timestamps to a file, so the reported times are the times of
-the pictures actually written (not the requested ones), also for variable-frame-rate input.
-A video shorter than one interval gets its middle frame, so every clip yields at least one.
+Frames are taken by seeking, not by decoding the whole video: for each target time ffmpeg seeks
+on the input side (`-ss` before `-i`: to the keyframe before it, then decodes only up to the
+target) and writes one picture, several targets per ffmpeg run. With `-copyts` a `metadata`
+filter writes each written picture's real timestamp, so the reported times are the times of the
+pictures actually written (not the requested ones). Each target takes its nearest frame: the
+seek point sits half a frame before it. A window (`start_s`/`end_s`) samples one sentence of a
+whole video without a clip being cut first; a window or video shorter than one interval gets its
+middle frame, so every clip yields at least one.
 """
 
 from __future__ import annotations
@@ -12,12 +16,11 @@ import struct
 from pathlib import Path
 
 import ffmpeg
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from base import media
 from base.contracts import Event, Model, S3Uri
 from base.errors import BadInput
-from base.media import MediaInfo
 from base.runtime import Context, Function
 
 #: Tag the metadata filter attaches, only so that its print mode has something to print.
@@ -34,6 +37,15 @@ class Config(Model):
     max_frames: int = Field(500, ge=1, le=10_000)
     width: int | None = Field(None, ge=16, le=7680)
     jpeg_quality: int = Field(4, ge=2, le=31)
+    #: Sample only this window (seconds in the video's timeline); times stay in that timeline.
+    start_s: float | None = Field(None, ge=0.0, le=1e7)
+    end_s: float | None = Field(None, gt=0.0, le=1e7)
+
+    @model_validator(mode="after")
+    def _window(self) -> Config:
+        if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
+            raise ValueError("end_s must be after start_s")
+        return self
 
 
 class Frame(Model):
@@ -59,22 +71,39 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
     # Names carry the fanout (clip index), so the frames of all clips of a request can share
     # one prefix without overwriting each other.
     frames_dir = ctx.scratch(f"frames-{event.fanout or 0:04d}/frame-00000.jpg").parent
-    times_file = ctx.scratch("frame-times.txt")
-    first, step = _grid(info, cfg.interval_s)
-    select = _select_expr(first, step, info.fps)
-    limit = cfg.max_frames if step else 1
-    graph = _sample(path, frames_dir, times_file, select, limit, cfg)
-    media.run(ctx.runner, graph, what="frame sampling")
-    written = sorted(frames_dir.glob("frame-*.jpg"))
+    start = cfg.start_s or 0.0
+    end = info.duration_s if cfg.end_s is None else min(cfg.end_s, info.duration_s)
+    if start >= info.duration_s or end <= start:
+        raise BadInput(
+            f"window {start:.3f}-{cfg.end_s or info.duration_s:.3f} s lies outside the video "
+            f"(0-{info.duration_s:.3f} s)",
+            code="window_out_of_range",
+        )
+    targets = _targets(start, end, cfg.interval_s, cfg.max_frames)
+    half = 0.5 / info.fps if info.fps else 0.001
+    written, times = [], []
+    for first in range(0, len(targets), _PER_RUN):
+        ctx.check_cancelled()
+        batch = targets[first : first + _PER_RUN]
+        outs = [frames_dir / f"frame-{first + i:05d}.jpg" for i in range(len(batch))]
+        logs = [ctx.scratch(f"times-{first + i:05d}.txt") for i in range(len(batch))]
+        graph = _seek(path, batch, half, outs, logs, cfg)
+        media.run(ctx.runner, graph, what="frame sampling")
+        for jpg, log_file in zip(outs, logs, strict=True):
+            got = _read_times(log_file)
+            if jpg.exists() and got:  # a target past the video stream's end writes nothing
+                written.append(jpg)
+                times.append(got[0])
     if not written:
         # The video stream ends before the first target (e.g. it is shorter than the audio):
         # its first decodable picture is still better than no frame at all.
+        times_file = ctx.scratch("frame-times.txt")
         graph = _sample(path, frames_dir, times_file, None, 1, cfg)
         media.run(ctx.runner, graph, what="frame sampling")
         written = sorted(frames_dir.glob("frame-*.jpg"))
+        times = _read_times(times_file)
     if not written:
         raise BadInput("the video stream has no decodable frame", code="no_frames")
-    times = _read_times(times_file)
     if len(times) < len(written):
         raise RuntimeError(f"ffmpeg reported {len(times)} frame times for {len(written)} frames")
 
@@ -95,23 +124,40 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
     return Output(frames=frames)
 
 
-def _grid(info: MediaInfo, interval_s: float) -> tuple[float, float]:
-    """First target time and step; step 0 means a single frame."""
-    if info.duration_s < interval_s:
-        return info.duration_s / 2, 0.0
-    return 0.0, interval_s
+#: Targets per ffmpeg run (one input and one output each): bounds open decoders and argv.
+_PER_RUN = 16
 
 
-def _select_expr(first: float, step: float, fps: float | None) -> str:
-    # Boundaries sit half a frame before each target, so each target takes its nearest frame
-    # rather than the next one (a 29.97 fps frame at 4.9997 s is the frame "at 5 s").
-    half = 0.5 / fps if fps else 0.001
-    t0 = f"{first - half:.6f}"
-    if not step:
-        return f"gte(t,{t0})*isnan(prev_selected_t)"
-    bucket = f"floor((t-{t0})/{step:.6f})"
-    prev_bucket = f"floor((prev_selected_t-{t0})/{step:.6f})"
-    return f"gte(t,{t0})*if(isnan(prev_selected_t),1,gt({bucket},{prev_bucket}))"
+def _targets(start: float, end: float, interval_s: float, limit: int) -> list[float]:
+    """start, start + interval, ... before end; a window shorter than one interval: its
+    middle."""
+    if end - start < interval_s:
+        return [start + (end - start) / 2]
+    count = min(limit, int((end - start) / interval_s - 1e-9) + 1)
+    return [start + k * interval_s for k in range(count)]
+
+
+def _seek(
+    path: Path,
+    targets: list[float],
+    half: float,
+    outs: list[Path],
+    logs: list[Path],
+    cfg: Config,
+) -> object:
+    # The seek point sits half a frame before each target, so each target takes its nearest
+    # frame rather than the next one (a 29.97 fps frame at 4.9997 s is the frame "at 5 s").
+    # -copyts keeps the video's own timestamps, so the metadata filter prints real times.
+    outputs = []
+    for target, out, log_file in zip(targets, outs, logs, strict=True):
+        out.unlink(missing_ok=True)
+        video = ffmpeg.input(str(path), ss=f"{max(0.0, target - half):.6f}", copyts=None)["v:0"]
+        video = video.filter("metadata", mode="add", key=_TAG, value="1")
+        video = video.filter("metadata", mode="print", file=str(log_file))
+        if cfg.width is not None:
+            video = video.filter("scale", w=cfg.width - cfg.width % 2, h=-2)
+        outputs.append(ffmpeg.output(video, str(out), **{"frames:v": 1, "q:v": cfg.jpeg_quality}))
+    return ffmpeg.merge_outputs(*outputs)
 
 
 def _sample(

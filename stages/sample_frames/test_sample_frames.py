@@ -115,6 +115,23 @@ def test_time_offset_is_added_and_max_frames_caps(
     assert [f["time_s"] for f in out["frames"]] == pytest.approx([100, 105], abs=FRAME_TOL)
 
 
+def test_a_window_of_the_whole_video_is_sampled_at_its_own_times(
+    url: str, twenty: VideoTruth, upload: Any, invoke: Any, request_id: str, s3_server: Any
+) -> None:
+    # What the orchestrator does: one sentence's span of the source video, no clip cut first.
+    uri = upload(Path(twenty.path))
+    out = _call(invoke, url, request_id, uri, fanout=2, start_s=4.0, end_s=16.0)["outputs"]
+    assert [f["time_s"] for f in out["frames"]] == pytest.approx([4, 9, 14], abs=FRAME_TOL)
+    (mid,) = _call(invoke, url, request_id + "-m", uri, start_s=8.5, end_s=11.5)["outputs"][
+        "frames"
+    ]
+    assert mid["time_s"] == pytest.approx(10.0, abs=FRAME_TOL)
+    assert photo_similarity(_jpeg(s3_server, mid["uri"]), "bus") > 0.8
+    for config in ({"start_s": 25.0}, {"start_s": 5.0, "end_s": 4.0}):
+        body = {"request_id": request_id + "-x", "input": {"video": uri}, "config": config}
+        assert invoke(url, body).status_code in (400, 422)
+
+
 def test_clip_shorter_than_the_interval_gives_its_middle_frame(
     url: str, media_dir: Path, upload: Any, invoke: Any, request_id: str, s3_server: Any
 ) -> None:

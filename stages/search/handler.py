@@ -8,6 +8,7 @@ own copies.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 from botocore.exceptions import ClientError
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -46,6 +47,14 @@ class Input(Model):
 
 class Config(Model):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    mode: Literal["exact", "tolerant"] = Field(
+        "tolerant",
+        description="exact: whole words as transcribed; tolerant: also phrases the recogniser "
+        "got slightly wrong (phonetic, fuzzy, alternative hypotheses), ranked by score",
+    )
+    threshold: float = Field(
+        matcher.THRESHOLD, ge=0.0, le=1.0, description="lowest score of a tolerant match"
+    )
 
     @field_validator("query")
     @classmethod
@@ -62,6 +71,11 @@ class MatchedWord(Model):
     probability: float
 
 
+class Why(Model):
+    heard: str = Field(description="the transcript words (or alternative hypothesis words)")
+    query: str = Field(description="the query words they were matched to")
+
+
 class Match(Model):
     clip_index: int
     start_s: float
@@ -69,11 +83,15 @@ class Match(Model):
     text: str
     clip_uri: str
     words: list[MatchedWord]
+    score: float = Field(1.0, ge=0.0, le=1.0, description="1.0 for an exact match")
+    kind: matcher.Kind = "exact"
+    why: list[Why] = Field(default_factory=list)
 
 
 class Output(Model):
     query: str
-    matches: list[Match]
+    mode: Literal["exact", "tolerant"] = "tolerant"
+    matches: list[Match] = Field(description="exact matches first, then by score, clip order")
 
 
 def _is_missing(exc: ClientError) -> bool:
@@ -114,7 +132,8 @@ def _copy_clip(ctx: Context, clip: ClipTranscript) -> str:
 
 
 def handle(event: Event[Input, Config], ctx: Context) -> Output:
-    query = matcher.normalize(event.config.query)
+    cfg = event.config
+    query = matcher.normalize(cfg.query)
     clips = sorted(event.input.transcripts, key=lambda c: c.clip_index)
     # Every URI is checked before any request, so a bad one fails the call without side effects.
     for clip in clips:
@@ -128,14 +147,21 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
             fetched = list(pool.map(lambda c: _fetch_transcript(ctx, c.transcript), clips))
         ctx.recorder.bytes_downloaded += sum(size for _, size in fetched)
 
-        found: list[tuple[ClipTranscript, matcher.Transcript, list[matcher.Word]]] = []
+        found: list[tuple[ClipTranscript, matcher.Transcript, matcher.Hit]] = []
         with ctx.recorder.phase("compute"):
             for clip, (transcript, _) in zip(clips, fetched, strict=True):
                 ctx.check_cancelled()
-                words = matcher.word_list(transcript, clip.start_s, clip.end_s)
-                hit = matcher.matched_words(query, words)
-                if hit:
+                hit = matcher.search(
+                    query,
+                    transcript,
+                    clip.start_s,
+                    clip.end_s,
+                    mode=cfg.mode,
+                    threshold=cfg.threshold,
+                )
+                if hit is not None:
                     found.append((clip, transcript, hit))
+            found.sort(key=lambda f: matcher.rank_key(f[2].kind, f[2].score, f[0].clip_index))
 
         # Server-side copies: nothing passes through this function, so bytes_uploaded stays 0.
         with ctx.recorder.phase("upload"):
@@ -148,11 +174,14 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
             end_s=clip.end_s,
             text=transcript.text.strip(),
             clip_uri=uri,
-            words=[_word(w) for w in hit],
+            words=[_word(w) for w in hit.words],
+            score=hit.score,
+            kind=hit.kind,
+            why=[Why(heard=heard, query=q) for heard, q in hit.why],
         )
         for (clip, transcript, hit), uri in zip(found, uris, strict=True)
     ]
-    return Output(query=event.config.query, matches=matches)
+    return Output(query=cfg.query, mode=cfg.mode, matches=matches)
 
 
 def _word(w: matcher.Word) -> MatchedWord:

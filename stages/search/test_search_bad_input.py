@@ -57,6 +57,23 @@ def test_longest_query_is_accepted(
     assert resp.status_code == 200 and resp.json()["outputs"]["matches"] == []
 
 
+@pytest.mark.parametrize(
+    "extra", [{"mode": "fuzzy"}, {"mode": None}, {"threshold": 1.5}, {"threshold": -0.1}]
+)
+def test_bad_mode_or_threshold_is_400(
+    extra: dict[str, Any],
+    corpus: list[dict[str, Any]],
+    search_url: str,
+    invoke: Callable[..., httpx.Response],
+) -> None:
+    body = {
+        "request_id": "t-badmode",
+        "input": {"transcripts": corpus},
+        "config": {"query": "red bus", **extra},
+    }
+    assert_error(invoke(search_url, body), 400, "invalid_request")
+
+
 def test_missing_query_is_400(
     corpus: list[dict[str, Any]], search_url: str, invoke: Callable[..., httpx.Response]
 ) -> None:

@@ -1,8 +1,11 @@
-"""transcode-clip (VideoSearcher ffmpeg-2): compress a clip for delivery and decode its audio.
+"""transcode-clip (VideoSearcher ffmpeg-2): package a clip for delivery and decode its audio.
 
-One ffmpeg run with two outputs, so the clip is demuxed and its audio decoded once: a
-scaled-down H.264/AAC mp4 (what search hands back to the user) and a mono PCM WAV at the
-recogniser's rate (what transcribe reads).
+One ffmpeg run with two outputs, so the clip is demuxed and its audio decoded once: an H.264/AAC
+mp4 no wider than max_width (what search hands back to the user) and a mono PCM WAV at the
+recogniser's rate. A clip that is already deliverable (H.264 yuv420p, even sides, not wider than
+max_width: what cut-clips makes when the orchestrator gives it the delivery width) keeps its
+video stream as it is (`-c:v copy`): each clip is encoded once, by cut-clips. Setting `crf`
+asks for a re-encode at that quality.
 """
 
 from __future__ import annotations
@@ -21,12 +24,16 @@ Preset = Literal[
 ]
 
 
+DEFAULT_CRF = 28
+
+
 class Input(Model):
     clip: S3Uri
 
 
 class Config(Model):
-    crf: int = Field(28, ge=0, le=51)
+    #: None: keep a deliverable video stream as it is, else encode at DEFAULT_CRF.
+    crf: int | None = Field(None, ge=0, le=51)
     preset: Preset = "veryfast"
     max_width: int = Field(640, ge=16, le=7680)
     sample_rate: int = Field(16000, ge=8000, le=48000)
@@ -50,11 +57,15 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
     inp = ffmpeg.input(str(path))
     av: list[object] = []
     mp4_opts: dict[str, object] = {"movflags": "+faststart", "map_metadata": -1}
-    if info.has_video:
+    if info.has_video and cfg.crf is None and deliverable(info, cfg.max_width):
+        av.append(inp["v:0"])
+        mp4_opts.update(vcodec="copy")
+    elif info.has_video:
         # Never upscale; both sides even (yuv420p), height following the aspect ratio.
         max_w = cfg.max_width - cfg.max_width % 2
         av.append(inp["v:0"].filter("scale", w=f"2*trunc(min(iw,{max_w})/2)", h=-2))
-        mp4_opts.update(vcodec="libx264", preset=cfg.preset, crf=cfg.crf, pix_fmt="yuv420p")
+        crf = DEFAULT_CRF if cfg.crf is None else cfg.crf
+        mp4_opts.update(vcodec="libx264", preset=cfg.preset, crf=crf, pix_fmt="yuv420p")
     if info.has_audio:
         av.append(inp["a:0"])
         mp4_opts.update(acodec="aac", **{"b:a": "96k"})
@@ -74,6 +85,19 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
     mp4_uri = ctx.upload(mp4, mp4.name, content_type="video/mp4")
     wav_uri = ctx.upload(wav, wav.name, content_type="audio/wav")
     return Output(mp4=mp4_uri, wav=wav_uri, duration_s=duration, has_video=info.has_video)
+
+
+def deliverable(info: media.MediaInfo, max_width: int) -> bool:
+    """Whether the video stream can go to the user as it is (no second encode)."""
+    w, h = info.width or 0, info.height or 0
+    return (
+        info.video_codec == "h264"
+        and info.pix_fmt == "yuv420p"
+        and info.rotation == 0
+        and 0 < w <= max_width
+        and w % 2 == 0
+        and h % 2 == 0
+    )
 
 
 FUNCTION = Function(

@@ -141,6 +141,29 @@ def test_scales_down_to_max_width_keeping_aspect_and_even_sides(
         assert wav.duration == pytest.approx(wide.duration_s, abs=0.1)
 
 
+def _video_md5(path: Path) -> str:
+    done = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "md5", "-"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_a_deliverable_clip_keeps_its_video_stream_no_second_encode(
+    url: str, clip: VideoTruth, upload: Any, invoke: Any, request_id: str, s3_server: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # H.264 yuv420p under max_width (what cut-clips makes): the packets go through untouched.
+    out = _call(invoke, url, request_id, upload(Path(clip.path)))
+    mp4 = _fetch(s3_server, out["outputs"]["mp4"], tmp_path / "copy.mp4")
+    assert _video_md5(mp4) == _video_md5(Path(clip.path))
+    assert out["metrics"]["children_cpu_s"] < 1.0
+    # Asking for a quality re-encodes.
+    again = _call(invoke, url, f"{request_id}-crf", upload(Path(clip.path)), crf=30)
+    mp4 = _fetch(s3_server, again["outputs"]["mp4"], tmp_path / "crf.mp4")
+    assert _video_md5(mp4) != _video_md5(Path(clip.path))
+
+
 def test_sample_rate_and_compression_are_configurable(
     url: str, wide: VideoTruth, upload: Any, invoke: Any, request_id: str, s3_server: Any,
     tmp_path: Path,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import ffmpeg
 import numpy as np
 import soundfile as sf
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from base import media
 from base.config import RuntimeSettings
@@ -40,6 +40,15 @@ SILENCE_PEAK = 10 ** (-60 / 20)
 # hallucinations on silence; their words are improbable, so that is checked instead.
 NO_SPEECH_PROB = 0.6
 MIN_CONFIDENCE = 0.5
+#: A segment with a word of DOUBTFUL_LETTERS or more that is less probable than DOUBTFUL_WORD
+#: gets alternative hypotheses (search uses them). Short words are left out: tiny.en is often
+#: unsure of a first "the" or "he", and re-decoding for it would buy nothing.
+DOUBTFUL_WORD = 0.3
+DOUBTFUL_LETTERS = 4
+#: Alternatives are for short stretches of doubt: at most this many segments per call, each at
+#: most one Whisper window, with this much audio either side.
+MAX_DOUBTFUL_SEGMENTS = 2
+ALTERNATIVE_PAD_S = 0.2
 DEFAULT_MODEL_NAME = "whisper-tiny.en"
 MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")
 
@@ -55,6 +64,20 @@ class Config(Model):
     word_timestamps: bool = True
     vad_filter: bool = False
     time_offset_s: float = Field(0.0, ge=0.0, le=1e7)
+    #: Beam candidates kept for each doubtful segment (0: none). Each doubtful segment costs one
+    #: more decode of its own audio only.
+    alternatives: int = Field(3, ge=0, le=5)
+    #: Transcribe only this window of the input (seconds in the input's timeline), e.g. one
+    #: sentence of the whole extracted audio; reported times stay in that timeline (plus
+    #: time_offset_s), so no clip needs to be cut and decoded first.
+    start_s: float | None = Field(None, ge=0.0, le=1e7)
+    end_s: float | None = Field(None, gt=0.0, le=1e7)
+
+    @model_validator(mode="after")
+    def _window(self) -> Config:
+        if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
+            raise ValueError("end_s must be after start_s")
+        return self
 
 
 class Word(Model):
@@ -70,10 +93,20 @@ class Segment(Model):
     text: str
 
 
+class Alternative(Model):
+    """Another beam candidate for a segment with a doubtful word (times as in `segments`)."""
+
+    start_s: float
+    end_s: float
+    text: str
+    avg_logprob: float
+
+
 class Output(Model):
     text: str
     words: list[Word]
     segments: list[Segment]
+    alternatives: list[Alternative] = Field(default_factory=list)
     language: str
     duration_s: float
     model: str
@@ -192,11 +225,25 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
     if not info.has_audio:
         raise BadInput("the input has no audio stream to transcribe", code="no_audio")
     audio = _decode(ctx, path)
+    offset = cfg.time_offset_s
+    if cfg.start_s is not None or cfg.end_s is not None:
+        first = round((cfg.start_s or 0.0) * SAMPLE_RATE)
+        last = len(audio) if cfg.end_s is None else round(cfg.end_s * SAMPLE_RATE)
+        if first >= len(audio):
+            raise BadInput(
+                f"start_s {cfg.start_s:.3f} lies after the audio's end "
+                f"({len(audio) / SAMPLE_RATE:.3f} s)",
+                code="window_out_of_range",
+            )
+        audio = audio[first:last]
+        offset += first / SAMPLE_RATE
     duration = len(audio) / SAMPLE_RATE
     ctx.check_cancelled()
 
     words: list[Word] = []
     segments: list[Segment] = []
+    alternatives: list[Alternative] = []
+    doubtful: list[tuple[float, float, str]] = []
     detected = language or "und"
     if audio.size and float(np.abs(audio).max()) >= SILENCE_PEAK:
         pieces, tinfo = loaded.model.transcribe(
@@ -207,13 +254,19 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
             vad_filter=cfg.vad_filter,
         )
         detected = tinfo.language
-        _collect(pieces, ctx, duration, cfg.time_offset_s, words, segments)
+        _collect(pieces, ctx, duration, offset, words, segments, doubtful)
+        for start, end, text in doubtful[: MAX_DOUBTFUL_SEGMENTS if cfg.alternatives else 0]:
+            ctx.check_cancelled()
+            alternatives.extend(
+                _alternatives(loaded.model, audio, start, end, text, detected, cfg, offset)
+            )
 
     name = f"transcript-{event.fanout or 0:04d}.json"
     output = Output(
         text=" ".join(s.text for s in segments),
         words=words,
         segments=segments,
+        alternatives=alternatives,
         language=detected,
         duration_s=round(duration, 3),
         model=loaded.name,
@@ -267,8 +320,10 @@ def _collect(
     offset: float,
     words: list[Word],
     segments: list[Segment],
+    doubtful: list[tuple[float, float, str]],
 ) -> None:
-    """Drain faster-whisper's lazy segments (each one is model work), stopping at the deadline."""
+    """Drain faster-whisper's lazy segments (each one is model work), stopping at the deadline.
+    Segments with a doubtful word go to `doubtful` as (start, end, text), clip-relative."""
     last_end = 0.0
 
     def at(t: float) -> float:
@@ -280,6 +335,8 @@ def _collect(
         if _hallucinated(piece, text):
             continue
         segments.append(Segment(start_s=at(piece.start), end_s=at(piece.end), text=text))
+        if any(_doubtful(w) for w in piece.words or ()):
+            doubtful.append((piece.start, piece.end, text))
         for w in piece.words or ():
             token = w.word.strip()
             if not any(c.isalnum() for c in token):
@@ -296,6 +353,68 @@ def _collect(
                     probability=round(float(w.probability), 4),
                 )
             )
+
+
+def _words_key(text: str) -> str:
+    """The words of `text` only: candidates differing in case or punctuation are one."""
+    return " ".join("".join(c for c in text.casefold() if c.isalnum() or c.isspace()).split())
+
+
+def _doubtful(word: Any) -> bool:
+    letters = sum(c.isalnum() for c in word.word)
+    return letters >= DOUBTFUL_LETTERS and word.probability < DOUBTFUL_WORD
+
+
+def _alternatives(
+    model: WhisperModel,
+    audio: np.ndarray,
+    start: float,
+    end: float,
+    best: str,
+    language: str,
+    cfg: Config,
+    offset: float,
+) -> list[Alternative]:
+    """Beam candidates other than `best` for audio[start:end] (one more decode of that span)."""
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+
+    a = max(0, int((start - ALTERNATIVE_PAD_S) * SAMPLE_RATE))
+    b = min(len(audio), int((end + ALTERNATIVE_PAD_S) * SAMPLE_RATE))
+    if b - a < SAMPLE_RATE // 10 or b - a > 30 * SAMPLE_RATE:
+        return []
+    features = pad_or_trim(model.feature_extractor(audio[a:b])[..., :-1])
+    tokenizer = Tokenizer(
+        model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
+    )
+    prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
+    result = model.model.generate(
+        model.encode(features),
+        [prompt],
+        beam_size=max(cfg.beam_size, cfg.alternatives + 1),
+        num_hypotheses=cfg.alternatives + 1,  # the best one is usually `best` again
+        max_length=model.max_length,
+        return_scores=True,
+        suppress_blank=True,
+        suppress_tokens=[-1],
+    )[0]
+    seen = {_words_key(best)}
+    out: list[Alternative] = []
+    for ids, score in zip(result.sequences_ids, result.scores, strict=True):
+        text = tokenizer.decode(ids).strip()
+        key = _words_key(text)
+        if not any(c.isalnum() for c in text) or key in seen:
+            continue
+        seen.add(key)
+        out.append(
+            Alternative(
+                start_s=round(start + offset, 3),
+                end_s=round(end + offset, 3),
+                text=text,
+                avg_logprob=round(float(score), 4),
+            )
+        )
+    return out[: cfg.alternatives]
 
 
 def _hallucinated(piece: Any, text: str) -> bool:

@@ -17,6 +17,7 @@ import soundfile as sf
 from harness.embedded.function_process import FunctionProcess
 from harness.media.generate import (
     VideoTruth,
+    make_audio_only,
     make_silent_video,
     make_speech_video,
     synthesize,
@@ -93,6 +94,39 @@ def test_time_offset_shifts_every_time(
     transcript_checks.check_words(out, offset=OFFSET_S)
     assert out["transcript_uri"].endswith(f"/{rid}/transcribe/transcript-0007.json")
     assert _stored(s3_server, out["transcript_uri"])["words"] == out["words"]
+
+
+def test_a_window_of_the_whole_audio_gives_that_sentence_at_absolute_times(
+    transcribe_url: str,
+    speech_uri: str,
+    speech: VideoTruth,
+    transcribe: Callable[..., dict[str, Any]],
+    transcript_checks: Any,
+) -> None:
+    # What the orchestrator does: one sentence of the extracted audio, no clip cut first.
+    h = transcript_checks
+    sentence = speech.sentences[1]
+    start, end = max(0.0, sentence.start_s - 0.2), sentence.end_s + 0.2
+    rid = f"t-window-{uuid.uuid4().hex[:8]}"
+    config = {"start_s": start, "end_s": end}
+    out = transcribe(transcribe_url, speech_uri, rid, config=config, fanout=1)["outputs"]
+    assert h.wer(sentence.text, out["text"]) < h.MAX_WER, out["text"]
+    assert out["duration_s"] == pytest.approx(end - start, abs=0.01)
+    assert out["words"], out
+    for w in out["words"]:  # absolute times, inside the sentence
+        assert start - 0.01 <= w["start_s"] <= w["end_s"] <= end + 0.01
+    window = {h.normalise(w["word"]) for w in out["words"]}
+    assert "window" in window and "fox" not in window and "station" not in window
+    h.check_words(out, offset=start)
+
+
+def test_a_window_after_the_end_or_reversed_is_refused(
+    transcribe_url: str, speech_uri: str, invoke: Callable[..., Any]
+) -> None:
+    for config, status in (({"start_s": 500.0}, 422), ({"start_s": 2.0, "end_s": 1.0}, 400)):
+        body = {"request_id": f"t-bad-{uuid.uuid4().hex[:8]}", "input": {"audio": speech_uri}}
+        response = invoke(transcribe_url, {**body, "config": config})
+        assert response.status_code == status, response.text
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +271,35 @@ def test_bench_transcribe(
     benchmark.extra_info["wall_s"] = metrics["wall_s"]
     benchmark.extra_info["audio_s"] = out["duration_s"]
     benchmark.extra_info["real_time_factor"] = round(metrics["wall_s"] / out["duration_s"], 4)
+
+
+def test_doubtful_segments_get_alternative_hypotheses(
+    transcribe_url: str,
+    upload: Callable[..., str],
+    media_dir: Path,
+    transcribe: Callable[..., dict[str, Any]],
+) -> None:
+    """tiny.en hears "bronze dagger" as "bronze banner" here, unsure of it; a beam candidate of
+    that segment has the word actually spoken. Times are absolute, like the words'."""
+    truth = make_audio_only(
+        media_dir / "transcribe-dagger.wav",
+        ["the archaeologist found a bronze dagger near the quarry"],
+        reuse=True,
+    )
+    uri = upload(Path(truth.path))
+    out = transcribe(transcribe_url, uri, f"t-{uuid.uuid4().hex[:12]}", {"time_offset_s": 40.0})
+    out = out["outputs"]
+    assert out["alternatives"], out
+    best = {s["text"] for s in out["segments"]}
+    for alt in out["alternatives"]:
+        assert alt["text"] not in best and alt["avg_logprob"] < 0
+        assert 40.0 <= alt["start_s"] <= alt["end_s"] <= 40.0 + out["duration_s"] + 1e-3
+    assert any("dagger" in alt["text"].lower() for alt in out["alternatives"]), out
+    off = transcribe(
+        transcribe_url,
+        uri,
+        f"t-{uuid.uuid4().hex[:12]}",
+        {"time_offset_s": 40.0, "alternatives": 0},
+    )
+    assert off["outputs"]["alternatives"] == []
+    assert off["outputs"]["words"] == out["words"]

@@ -1,0 +1,3 @@
+from stages.search.evaluation import main
+
+raise SystemExit(main())
