@@ -136,6 +136,9 @@ def declarations(
             change = dict(overrides.get(scope, {}))
             env = change.pop("env", None)
             data.update(change)
+            if "memory_limit" in change and "memory_request" not in change:
+                # A lowered limit takes the declared request (a measured peak) down with it.
+                data["memory_request"] = None
             if env:
                 data["env"] = {**data["env"], **env}
         out.append(FunctionDeclaration.model_validate(data))
