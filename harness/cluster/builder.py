@@ -56,6 +56,9 @@ class Component(BaseModel):
     cgo: bool = False  # runc's nsexec is C: the only one not static-by-default
     tags: tuple[str, ...] = ()  # go build -tags
     modules_dir: Path = MODULES_DIR
+    # Our own program (its main package is the wrapper module itself): versioned by the hash of
+    # its sources instead of a requirement.
+    own: bool = False
 
     @property
     def wrapper_dir(self) -> Path:
@@ -154,6 +157,25 @@ COMPONENTS: dict[str, Component] = {
             )
             for path in ("main/bridge", "main/loopback", "ipam/host-local", "meta/portmap")
         ),
+        Component(
+            name="registry",
+            module="github.com/distribution/distribution/v3",
+            package="github.com/distribution/distribution/v3/cmd/registry",
+            x_flags=("github.com/distribution/distribution/v3/version.version={version}",),
+        ),
+        Component(
+            name="coredns",
+            module="github.com/coredns/coredns",
+            package="github.com/coredns/coredns",
+            x_flags=("github.com/coredns/coredns/coremain.GitCommit={version}",),
+        ),
+        Component(
+            name="pause",
+            module="vsearch.local/platform/pause",
+            package="vsearch.local/platform/pause",
+            own=True,
+            note="our own program (platforms/cluster/modules/pause/main.go): the pod sandbox",
+        ),
     )
 }
 
@@ -199,8 +221,19 @@ def find_go() -> str:
     raise PlatformBuildError(f"no go on PATH nor at {DEFAULT_GO}")
 
 
+def source_version(component: Component) -> str:
+    """An own program's version: v0.0.0-src.<12 hex of the sha256 of its go.mod, go.sum, *.go>."""
+    digest = hashlib.sha256()
+    for path in sorted(component.wrapper_dir.iterdir()):
+        if path.name in ("go.mod", "go.sum") or path.suffix == ".go":
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return "v0.0.0-src." + digest.hexdigest()[:12]
+
+
 def pinned_version(component: Component) -> str:
     """The version the wrapper's go.mod requires for the component's module."""
+    if component.own:
+        return source_version(component)
     go_mod = (component.wrapper_dir / "go.mod").read_text()
     match = re.search(rf"^\s*(?:require\s+)?{re.escape(component.module)}\s+(\S+)", go_mod, re.M)
     if not match:
