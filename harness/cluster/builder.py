@@ -176,6 +176,13 @@ COMPONENTS: dict[str, Component] = {
             own=True,
             note="our own program (platforms/cluster/modules/pause/main.go): the pod sandbox",
         ),
+        Component(
+            name="netcheck",
+            module="vsearch.local/platform/netcheck",
+            package="vsearch.local/platform/netcheck",
+            own=True,
+            note="our own probe (platforms/cluster/modules/netcheck/main.go): DNS from a pod",
+        ),
     )
 }
 

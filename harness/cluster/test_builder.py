@@ -17,10 +17,35 @@ def test_every_component_is_pinned_and_checked_by_go_sum(name: str) -> None:
     component = COMPONENTS[name]
     version = builder.pinned_version(component)
     assert builder.PSEUDO.match(version) or version.startswith("v"), version
+    if component.own:
+        # our own program: no requirements, versioned by its sources
+        go_mod = (component.wrapper_dir / "go.mod").read_text()
+        assert not [line for line in go_mod.splitlines() if line.startswith("require")]
+        assert version == builder.source_version(component)
+        assert version.startswith("v0.0.0-src.")
+        return
     go_sum = (component.wrapper_dir / "go.sum").read_text()
     # go.sum holds both the module's zip hash and its go.mod hash for the pinned version.
     assert f"{component.module} {version} h1:" in go_sum
     assert f"{component.module} {version}/go.mod h1:" in go_sum
+
+
+def test_own_program_version_follows_its_sources(tmp_path: Path) -> None:
+    wrapper = tmp_path / "own"
+    wrapper.mkdir()
+    (wrapper / "go.mod").write_text("module vsearch.local/own\n\ngo 1.24.0\n")
+    (wrapper / "main.go").write_text("package main\n\nfunc main() {}\n")
+    component = Component(
+        name="own",
+        module="vsearch.local/own",
+        package="vsearch.local/own",
+        own=True,
+        modules_dir=tmp_path,
+        wrapper="own",
+    )
+    first = builder.pinned_version(component)
+    (wrapper / "main.go").write_text("package main\n\nfunc main() { println() }\n")
+    assert builder.pinned_version(component) != first
 
 
 def test_ldflags_carry_the_commit_of_a_pseudo_version() -> None:

@@ -35,6 +35,15 @@ def coredns_spec() -> oci_image.ImageSpec:
     )
 
 
+def netcheck_spec() -> oci_image.ImageSpec:
+    return oci_image.ImageSpec(
+        name=platform_ref("netcheck"),
+        files={"/netcheck": oci_image.ImageFile(source=Path(binary("netcheck")))},
+        entrypoint=("/netcheck",),
+        user="65534:65534",
+    )
+
+
 def build(c: cfg.ClusterConfig, spec: oci_image.ImageSpec) -> oci_image.BuiltImage:
     name = spec.name.rsplit("/", 1)[1].split(":")[0]
     return oci_image.build_layout(spec, c.state_dir / "images" / name)
