@@ -119,6 +119,8 @@ class DownResult(BaseModel):
     unmounted: int
     bridge_removed: bool
     kube_proxy_cleanup: bool
+    kubelet_chains_removed: int
+    pod_cgroups_removed: int
     leftover_shims: list[int]
 
 
@@ -163,6 +165,8 @@ def down(c: cfg.ClusterConfig | None = None, *, purge: bool = False) -> DownResu
     for pid in leftovers:  # a shim whose containerd died first: its tasks are gone with it
         os.kill(pid, 9)
     nat = node.remove_cni_nat_rules()
+    chains = node.remove_kubelet_chains()
+    cgroups = node.remove_pod_cgroups()
     unmounted = node.unmount_all(c.state_dir)
     bridge = node.remove_bridge()
     shutil.rmtree(c.state_dir / "cni" / "networks", ignore_errors=True)  # IPAM leases
@@ -175,6 +179,8 @@ def down(c: cfg.ClusterConfig | None = None, *, purge: bool = False) -> DownResu
         unmounted=unmounted,
         bridge_removed=bridge,
         kube_proxy_cleanup=cleanup,
+        kubelet_chains_removed=chains,
+        pod_cgroups_removed=cgroups,
         leftover_shims=leftovers,
     )
 

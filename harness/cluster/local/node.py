@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -276,6 +277,58 @@ def remove_cni_nat_rules() -> int:
     for chain in chains:
         subprocess.run(["iptables", "-t", "nat", "-F", chain], capture_output=True, check=False)
         subprocess.run(["iptables", "-t", "nat", "-X", chain], capture_output=True, check=False)
+    return removed
+
+
+# The chains the kubelet adds to the host's tables (pkg/kubelet/kubelet_network_linux.go).
+KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
+
+
+def remove_kubelet_chains() -> int:
+    """Delete the kubelet's chains (and INPUT/OUTPUT jumps to KUBE-FIREWALL), IPv4 and IPv6."""
+    removed = 0
+    for tool in ("iptables", "ip6tables"):
+        for table in ("filter", "nat", "mangle"):
+            saved = subprocess.run(
+                [f"{tool}-save", "-t", table], capture_output=True, text=True, check=False
+            ).stdout
+            for line in saved.splitlines():
+                if (
+                    line.startswith("-A ")
+                    and re.search(r"-j (KUBE-FIREWALL|KUBE-KUBELET-CANARY)$", line)
+                    and not line.startswith(("-A KUBE-FIREWALL ", "-A KUBE-KUBELET-CANARY "))
+                ):
+                    subprocess.run(
+                        ["sh", "-c", f"{tool} -t {table} -D {line[3:]}"],
+                        capture_output=True,
+                        check=False,
+                    )
+            for chain in KUBELET_CHAINS:
+                if f":{chain} " in saved:
+                    subprocess.run(
+                        [tool, "-t", table, "-F", chain], capture_output=True, check=False
+                    )
+                    done = subprocess.run(
+                        [tool, "-t", table, "-X", chain], capture_output=True, check=False
+                    )
+                    removed += done.returncode == 0
+    return removed
+
+
+def remove_pod_cgroups() -> int:
+    """rmdir the kubelet's kubepods cgroups (empty once every container is gone), v1 and v2."""
+    removed = 0
+    root = Path("/sys/fs/cgroup")
+    tops = [*root.glob("*/kubepods"), *root.glob("kubepods"), *root.glob("*/kubepods.slice")]
+    for top in tops:
+        for group in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                group.rmdir()
+        try:
+            top.rmdir()
+            removed += 1
+        except OSError:
+            pass
     return removed
 
 
