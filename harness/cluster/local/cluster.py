@@ -95,6 +95,7 @@ def up(c: cfg.ClusterConfig | None = None) -> UpResult:
     bridge_nf = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
     if bridge_nf.exists() and bridge_nf.read_text().strip() != "1":
         bridge_nf.write_text("1\n")  # Service traffic between pods of one bridge
+    claim_host(c)
     node.start_containerd(c, sup)
     images.import_into_containerd(c, pause)
     _timed(steps, "containerd", t)
@@ -141,6 +142,26 @@ def _shim_pids(c: cfg.ClusterConfig) -> list[int]:
     return found
 
 
+class HostInUse(RuntimeError):
+    """Another cluster's node holds the host's network (bridge, iptables, cgroups)."""
+
+
+def host_owner() -> Path | None:
+    try:
+        return Path(cfg.HOST_OWNER.read_text().strip())
+    except OSError:
+        return None
+
+
+def claim_host(c: cfg.ClusterConfig) -> None:
+    owner = host_owner()
+    if owner is not None and owner.resolve() != c.state_dir.resolve():
+        other = Supervisor(owner / "run" / "pids", owner / "logs")
+        if any(other.alive(name) for name in ("containerd", "kubelet", "kube-proxy")):
+            raise HostInUse(f"the cluster in {owner} is up on this host: down it first")
+    cfg.HOST_OWNER.write_text(f"{c.state_dir.resolve()}\n")
+
+
 def down(c: cfg.ClusterConfig | None = None, *, purge: bool = False) -> DownResult:
     """Stop every process `up` started and undo what they changed on the host."""
     c = c or cfg.load()
@@ -149,7 +170,9 @@ def down(c: cfg.ClusterConfig | None = None, *, purge: bool = False) -> DownResu
     for name in ("kube-proxy", "kubelet"):
         if sup.stop(name):
             stopped.append(name)
-    cleanup = node.kube_proxy_cleanup() if builder.cached("kube-proxy") else False
+    owner = host_owner()
+    owns_host = owner is not None and owner.resolve() == c.state_dir.resolve()
+    cleanup = node.kube_proxy_cleanup() if owns_host and builder.cached("kube-proxy") else False
     removed = len(node.remove_tasks(c)) if sup.alive("containerd") else 0
     for name in (
         "containerd",
@@ -164,11 +187,15 @@ def down(c: cfg.ClusterConfig | None = None, *, purge: bool = False) -> DownResu
     leftovers = _shim_pids(c)
     for pid in leftovers:  # a shim whose containerd died first: its tasks are gone with it
         os.kill(pid, 9)
-    nat = node.remove_cni_nat_rules()
-    chains = node.remove_kubelet_chains()
-    cgroups = node.remove_pod_cgroups()
+    nat = chains = cgroups = 0
+    bridge = False
+    if owns_host:  # another cluster's (or nobody's) host network is left alone
+        nat = node.remove_cni_nat_rules()
+        chains = node.remove_kubelet_chains()
+        cgroups = node.remove_pod_cgroups()
+        bridge = node.remove_bridge()
+        cfg.HOST_OWNER.unlink(missing_ok=True)
     unmounted = node.unmount_all(c.state_dir)
-    bridge = node.remove_bridge()
     shutil.rmtree(c.state_dir / "cni" / "networks", ignore_errors=True)  # IPAM leases
     if purge and not node.mounts_under(c.state_dir):
         shutil.rmtree(c.state_dir, ignore_errors=True)

@@ -18,6 +18,9 @@ POD_CIDR = "10.244.0.0/24"
 BRIDGE = "vsb0"
 CNI_NETWORK = "vsearch-pods"
 REGISTRY = "127.0.0.1:5001"
+# The host's network (bridge, iptables chains, kubepods cgroups) is one per machine: the cluster
+# that set it up writes its state dir here, and only that cluster's `down` undoes it.
+HOST_OWNER = Path("/run/vsearch-cluster.owner")
 
 
 class Ports(BaseModel):
