@@ -14,7 +14,7 @@ from harness.cluster.local import addons, control_plane, node
 from harness.cluster.local import config as cfg
 
 NEEDED = ("containerd", "runc", "bridge", "kubelet", "kube-proxy", "kube-apiserver", "etcd")
-pytestmark = pytest.mark.skipif(
+needs_built = pytest.mark.skipif(
     any(builder.cached(name) is None for name in NEEDED),
     reason="the platform's programs are not built (./vsearch platform build): configs name them",
 )
@@ -25,6 +25,7 @@ def conf(tmp_path: Path) -> cfg.ClusterConfig:
     return cfg.ClusterConfig(state_dir=tmp_path, node_ip="192.0.2.7")
 
 
+@needs_built
 def test_containerd_config(conf: cfg.ClusterConfig) -> None:
     doc = tomllib.loads(node.containerd_toml(conf, "127.0.0.1:5001/platform/pause:v1"))
     assert doc["version"] == 3
@@ -43,6 +44,7 @@ def test_containerd_config(conf: cfg.ClusterConfig) -> None:
     assert hosts["host"]["http://127.0.0.1:5001"]["capabilities"] == ["pull", "resolve"]
 
 
+@needs_built
 def test_written_files_and_cni(conf: cfg.ClusterConfig) -> None:
     files = node.write_configs(conf, "p:1")
     hosts = files["hosts"]
@@ -57,6 +59,7 @@ def test_written_files_and_cni(conf: cfg.ClusterConfig) -> None:
     assert bridge["ipam"]["dataDir"].startswith(str(conf.state_dir))
 
 
+@needs_built
 def test_kubelet_and_proxy(conf: cfg.ClusterConfig) -> None:
     kubelet = node.kubelet_config(conf)
     assert kubelet["clusterDNS"] == [cfg.DNS_SERVICE_IP]
@@ -68,6 +71,7 @@ def test_kubelet_and_proxy(conf: cfg.ClusterConfig) -> None:
     yaml.safe_dump(kubelet)
 
 
+@needs_built
 def test_control_plane_flags_verify_tls(conf: cfg.ClusterConfig) -> None:
     api = control_plane.apiserver_argv(conf)
     assert "--anonymous-auth=false" in api
@@ -77,6 +81,7 @@ def test_control_plane_flags_verify_tls(conf: cfg.ClusterConfig) -> None:
     assert "--client-cert-auth=true" in etcd
 
 
+@needs_built
 def test_kubeconfig_embeds_ca_and_client_cert(conf: cfg.ClusterConfig) -> None:
     from harness.cluster.local import pki
 
@@ -104,3 +109,12 @@ def test_coredns_manifest_is_pinned_at_apply() -> None:
     deployment = docs[4]["spec"]["template"]["spec"]
     assert deployment["containers"][0]["image"].endswith("@sha256:" + "a" * 64)
     assert docs[5]["spec"]["clusterIP"] == cfg.DNS_SERVICE_IP
+
+
+def test_coredns_manifest_validates_against_the_kubernetes_schemas() -> None:
+    kv = pytest.importorskip(
+        "kubernetes_validate", reason="kubernetes-validate (PyPI) is not in the venv"
+    )
+    text = addons.coredns_manifest("127.0.0.1:5001/platform/coredns@sha256:" + "b" * 64)
+    for doc in yaml.safe_load_all(text):
+        kv.validate(doc, "1.34.0", strict=True)
