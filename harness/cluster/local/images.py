@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 from pathlib import Path
 
@@ -44,9 +46,27 @@ def netcheck_spec() -> oci_image.ImageSpec:
     )
 
 
+def _inputs_digest(spec: oci_image.ImageSpec) -> str:
+    digest = hashlib.sha256(spec.model_dump_json(exclude={"files"}).encode())
+    for path, file in sorted(spec.files.items()):
+        data = file.data if file.data is not None else Path(file.source or "").read_bytes()
+        digest.update(f"{path}\0{file.mode}\0".encode() + hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
 def build(c: cfg.ClusterConfig, spec: oci_image.ImageSpec) -> oci_image.BuiltImage:
+    """The image's OCI layout under <state>/images/<name>, reused while its inputs are the same."""
     name = spec.name.rsplit("/", 1)[1].split(":")[0]
-    return oci_image.build_layout(spec, c.state_dir / "images" / name)
+    layout = c.state_dir / "images" / name
+    record = layout.with_suffix(".built.json")
+    inputs = _inputs_digest(spec)
+    if record.is_file() and (layout / "index.json").is_file():
+        saved = json.loads(record.read_text())
+        if saved.get("inputs") == inputs:
+            return oci_image.BuiltImage.model_validate(saved["image"])
+    image = oci_image.build_layout(spec, layout)
+    record.write_text(json.dumps({"inputs": inputs, "image": image.model_dump(mode="json")}))
+    return image
 
 
 def import_into_containerd(c: cfg.ClusterConfig, image: oci_image.BuiltImage) -> None:

@@ -118,3 +118,23 @@ def test_coredns_manifest_validates_against_the_kubernetes_schemas() -> None:
     text = addons.coredns_manifest("127.0.0.1:5001/platform/coredns@sha256:" + "b" * 64)
     for doc in yaml.safe_load_all(text):
         kv.validate(doc, "1.34.0", strict=True)
+
+
+def test_image_layouts_are_reused_while_their_inputs_stay(conf: cfg.ClusterConfig) -> None:
+    from harness.cluster import oci_image
+    from harness.cluster.local import images
+
+    spec = oci_image.ImageSpec(
+        name="127.0.0.1:5001/platform/probe:v1",
+        files={"/probe": oci_image.ImageFile(data=b"#!probe v1\n")},
+        entrypoint=("/probe",),
+    )
+    first = images.build(conf, spec)
+    index = first.layout / "index.json"
+    stamp = index.stat().st_mtime_ns
+    assert images.build(conf, spec) == first
+    assert index.stat().st_mtime_ns == stamp  # not rewritten
+    changed = spec.model_copy(update={"files": {"/probe": oci_image.ImageFile(data=b"v2\n")}})
+    second = images.build(conf, changed)
+    assert second.manifest_digest != first.manifest_digest
+    assert json.loads(index.read_text())["manifests"][0]["digest"] == second.manifest_digest
