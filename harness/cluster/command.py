@@ -14,10 +14,14 @@ from harness.commands import output
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     platform = sub.add_parser(
         "platform",
-        help="build (or reuse) the cluster platform's programs from pinned Go modules",
+        help="build the cluster platform's programs from pinned Go modules; up/down/status of "
+        "the host-process cluster made of them",
         description="Programs: " + ", ".join(builder.COMPONENTS) + ". Versions are pinned by "
         "the wrapper modules in platforms/cluster/modules/ (go.mod + go.sum); binaries are "
-        "cached under $VSEARCH_PLATFORM_CACHE or ~/.cache/vsearch-platform and reused.",
+        "cached under $VSEARCH_PLATFORM_CACHE or ~/.cache/vsearch-platform and reused. "
+        "up: registry, etcd, control plane, containerd, kubelet, kube-proxy, CoreDNS as host "
+        "processes (state and kubeconfig in $VSEARCH_CLUSTER_DIR or ~/.cache/vsearch-cluster; "
+        "needs root); down stops them and undoes their host changes; status checks each.",
     )
     platform.add_argument("action", choices=["build", "list", "up", "down", "status"])
     platform.add_argument("names", nargs="*", metavar="NAME", help="default: all")
