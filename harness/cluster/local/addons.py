@@ -8,12 +8,13 @@ from pathlib import Path
 import yaml
 
 from harness.cluster.local import config as cfg
-from harness.cluster.local import images
+from harness.cluster.local import dns, images
 from harness.cluster.local.control_plane import binary
 from harness.cluster.local.processes import Supervisor, http_ok, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 COREDNS_MANIFEST = ROOT / "manifests" / "cluster" / "coredns.yaml"
+KUBERNETES_NAME = f"kubernetes.default.svc.{cfg.CLUSTER_DOMAIN}"
 COREDNS_IMAGE_PLACEHOLDER = "127.0.0.1:5001/platform/coredns:pinned-at-apply"
 
 
@@ -83,4 +84,10 @@ def deploy_coredns(c: cfg.ClusterConfig) -> str:
     if rolled.returncode != 0:
         pods = kubectl(c, "-n", "kube-system", "describe", "pods", "-l", "k8s-app=kube-dns")
         raise RuntimeError(f"coredns not available: {rolled.stderr.strip()}\n{pods.stdout[-3000:]}")
+    # the Deployment's status may be the one stored before a restart: ask the DNS itself
+    wait_until(
+        "CoreDNS answering kubernetes.default through the kube-dns Service",
+        lambda: dns.query_a(cfg.DNS_SERVICE_IP, KUBERNETES_NAME) == [cfg.KUBERNETES_SERVICE_IP],
+        timeout=120,
+    )
     return image

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from harness.cluster import builder
-from harness.cluster.local import addons, control_plane, images, node, pki
+from harness.cluster.local import addons, control_plane, dns, images, node, pki
 from harness.cluster.local import config as cfg
 from harness.cluster.local.processes import Supervisor, http_ok, http_text, tls_context
 
@@ -123,6 +123,7 @@ class DownResult(BaseModel):
     kubelet_chains_removed: int
     pod_cgroups_removed: int
     leftover_shims: list[int]
+    pod_processes_killed: list[int] = []
 
 
 def _shim_pids(c: cfg.ClusterConfig) -> list[int]:
@@ -188,10 +189,14 @@ def down(c: cfg.ClusterConfig | None = None, *, purge: bool = False) -> DownResu
     for pid in leftovers:  # a shim whose containerd died first: its tasks are gone with it
         os.kill(pid, 9)
     nat = chains = cgroups = 0
+    killed: list[int] = []
     bridge = False
     if owns_host:  # another cluster's (or nobody's) host network is left alone
         nat = node.remove_cni_nat_rules()
         chains = node.remove_kubelet_chains()
+        killed = node.kill_pod_processes()
+        if killed:
+            time.sleep(0.5)  # the kernel empties the cgroups once the processes are reaped
         cgroups = node.remove_pod_cgroups()
         bridge = node.remove_bridge()
         cfg.HOST_OWNER.unlink(missing_ok=True)
@@ -209,6 +214,7 @@ def down(c: cfg.ClusterConfig | None = None, *, purge: bool = False) -> DownResu
         kubelet_chains_removed=chains,
         pod_cgroups_removed=cgroups,
         leftover_shims=leftovers,
+        pod_processes_killed=killed,
     )
 
 
@@ -274,8 +280,10 @@ def status(c: cfg.ClusterConfig | None = None) -> list[ComponentStatus]:
                 )
             )
             ready = dep.get("status", {}).get("readyReplicas", 0) or 0
-            coredns_ok = ready >= 1
-            detail = f"{ready}/{dep.get('spec', {}).get('replicas')} ready"
+            answer = dns.query_a(cfg.DNS_SERVICE_IP, addons.KUBERNETES_NAME)
+            coredns_ok = ready >= 1 and answer == [cfg.KUBERNETES_SERVICE_IP]
+            detail = f"{ready}/{dep.get('spec', {}).get('replicas')} ready, "
+            detail += f"{addons.KUBERNETES_NAME} -> {','.join(answer) or 'no answer'}"
         except (OSError, ValueError) as exc:
             detail = str(exc)[:100]
     rows.append(

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -315,12 +316,30 @@ def remove_kubelet_chains() -> int:
     return removed
 
 
+def _pod_cgroup_tops() -> list[Path]:
+    root = Path("/sys/fs/cgroup")
+    return [*root.glob("*/kubepods"), *root.glob("kubepods"), *root.glob("*/kubepods.slice")]
+
+
+def kill_pod_processes() -> list[int]:
+    """SIGKILL what still runs in the kubepods cgroups (a pod whose shim died with containerd)."""
+    pids: set[int] = set()
+    for top in _pod_cgroup_tops():
+        for procs in top.rglob("cgroup.procs"):
+            try:
+                pids.update(int(x) for x in procs.read_text().split())
+            except (OSError, ValueError):
+                continue
+    for pid in sorted(pids):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return sorted(pids)
+
+
 def remove_pod_cgroups() -> int:
     """rmdir the kubelet's kubepods cgroups (empty once every container is gone), v1 and v2."""
     removed = 0
-    root = Path("/sys/fs/cgroup")
-    tops = [*root.glob("*/kubepods"), *root.glob("kubepods"), *root.glob("*/kubepods.slice")]
-    for top in tops:
+    for top in _pod_cgroup_tops():
         for group in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             with contextlib.suppress(OSError):
                 group.rmdir()

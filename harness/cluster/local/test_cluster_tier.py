@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -114,11 +115,17 @@ def test_up_pod_dns_down(tmp_path: Path) -> None:
         assert answers["kubernetes.default"] == [cfg.KUBERNETES_SERVICE_IP]
         assert answers["kube-dns.kube-system.svc.cluster.local"] == [cfg.DNS_SERVICE_IP]
         print(f"up + pod + DNS in {time.monotonic() - began:.1f} s; steps {result.steps}")
+        # containerd crashing first must not leak its shims or the pods' processes
+        crashed = cluster.supervisor(c).alive("containerd")
+        assert crashed is not None
+        os.kill(crashed.pid, signal.SIGKILL)
     finally:
         done = cluster.down(c)
-    assert "kube-apiserver" in done.stopped and "containerd" in done.stopped
+    assert "kube-apiserver" in done.stopped and "kubelet" in done.stopped
     assert _our_processes(state) == []
     assert node.mounts_under(state) == []
     assert not Path(f"/sys/class/net/{cfg.BRIDGE}").exists()
+    assert not list(Path("/sys/fs/cgroup").glob("*/kubepods")), "pod processes are left"
+    assert not cfg.HOST_OWNER.exists()
     nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
     assert "KUBE-SERVICES" not in nat and cfg.CNI_NETWORK not in nat
