@@ -2,8 +2,8 @@
 
 Opt-in (``slow``: ``./vsearch test --all`` or ``pytest -m slow``): it needs root, the built
 platform (``./vsearch platform build``), and the cluster's fixed ports free, and it edits the
-host's iptables and mounts while it runs. Measured here: 30 s with every binary cached (up:
-27 s of it; load average ~5 on 2 cores).
+host's iptables and mounts while it runs. Measured here: ~50 s with every binary cached (up
+~25 s; down ~20 s after the simulated containerd crash; load average 5-8 on 2 cores).
 """
 
 from __future__ import annotations
