@@ -56,8 +56,14 @@ def _timed(steps: dict[str, float], name: str, began: float) -> None:
     log.info(json.dumps({"event": "cluster_up_step", "step": name, "seconds": steps[name]}))
 
 
+class HostInUse(RuntimeError):
+    """The host cannot take this cluster's node: not root, or another cluster's node is up."""
+
+
 def up(c: cfg.ClusterConfig | None = None) -> UpResult:
     """From nothing (or a partly running cluster) to a Ready node with CoreDNS; idempotent."""
+    if os.geteuid() != 0:
+        raise HostInUse("needs root: containerd, runc, the CNI bridge and iptables change the host")
     c = c or cfg.load()
     sup = supervisor(c)
     steps: dict[str, float] = {}
@@ -141,10 +147,6 @@ def _shim_pids(c: cfg.ClusterConfig) -> list[int]:
         if shim is not None and exe == str(shim) and str(c.containerd_socket) in cmdline:
             found.append(int(proc.name))
     return found
-
-
-class HostInUse(RuntimeError):
-    """Another cluster's node holds the host's network (bridge, iptables, cgroups)."""
 
 
 def host_owner() -> Path | None:
