@@ -12,40 +12,15 @@ from harness.cluster import builder
 from harness.cluster.builder import COMPONENTS, Component, PlatformBuildError
 
 
-@pytest.mark.parametrize("name", sorted(COMPONENTS))
+@pytest.mark.parametrize("name", sorted(n for n, c in COMPONENTS.items() if not c.source_dir))
 def test_every_component_is_pinned_and_checked_by_go_sum(name: str) -> None:
     component = COMPONENTS[name]
     version = builder.pinned_version(component)
     assert builder.PSEUDO.match(version) or version.startswith("v"), version
-    if component.own:
-        # our own program: no requirements, versioned by its sources
-        go_mod = (component.wrapper_dir / "go.mod").read_text()
-        assert not [line for line in go_mod.splitlines() if line.startswith("require")]
-        assert version == builder.source_version(component)
-        assert version.startswith("v0.0.0-src.")
-        return
     go_sum = (component.wrapper_dir / "go.sum").read_text()
     # go.sum holds both the module's zip hash and its go.mod hash for the pinned version.
     assert f"{component.module} {version} h1:" in go_sum
     assert f"{component.module} {version}/go.mod h1:" in go_sum
-
-
-def test_own_program_version_follows_its_sources(tmp_path: Path) -> None:
-    wrapper = tmp_path / "own"
-    wrapper.mkdir()
-    (wrapper / "go.mod").write_text("module vsearch.local/own\n\ngo 1.24.0\n")
-    (wrapper / "main.go").write_text("package main\n\nfunc main() {}\n")
-    component = Component(
-        name="own",
-        module="vsearch.local/own",
-        package="vsearch.local/own",
-        own=True,
-        modules_dir=tmp_path,
-        wrapper="own",
-    )
-    first = builder.pinned_version(component)
-    (wrapper / "main.go").write_text("package main\n\nfunc main() { println() }\n")
-    assert builder.pinned_version(component) != first
 
 
 def test_ldflags_carry_the_commit_of_a_pseudo_version() -> None:
@@ -167,3 +142,16 @@ def test_a_library_package_is_refused_not_cached(tmp_path: Path, go: str, gocach
     with pytest.raises(PlatformBuildError, match="not a main package"):
         builder.build(component, cache=cache, go=go, gocache=gocache)
     assert builder.cached(component, cache=cache) is None
+
+
+@pytest.mark.parametrize("name", ["pause", "netcheck"])
+def test_our_node_programs_are_versioned_by_their_sources(name: str, tmp_path: Path) -> None:
+    component = COMPONENTS[name]
+    go_mod = (component.wrapper_dir / "go.mod").read_text()
+    assert not [line for line in go_mod.splitlines() if line.startswith("require")]
+    version = builder.pinned_version(component)
+    assert version == f"v0.0.0-src.{builder.source_digest(component.wrapper_dir)[:12]}"
+    copy = tmp_path / name
+    shutil.copytree(component.wrapper_dir, copy)
+    (copy / "main.go").write_text((copy / "main.go").read_text() + "\n")
+    assert builder.source_digest(copy) != builder.source_digest(component.wrapper_dir)
