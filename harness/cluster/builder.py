@@ -56,9 +56,14 @@ class Component(BaseModel):
     cgo: bool = False  # runc's nsexec is C: the only one not static-by-default
     tags: tuple[str, ...] = ()  # go build -tags
     modules_dir: Path = MODULES_DIR
+    # Our own program (its source is in the repository): no requirement pins it; its version is
+    # v0.0.0-src.<first 12 hex of the sources' digest>, so an edit is another build and image.
+    source_dir: Path | None = None
 
     @property
     def wrapper_dir(self) -> Path:
+        if self.source_dir is not None:
+            return self.source_dir
         return self.modules_dir / (self.wrapper or self.name)
 
 
@@ -154,6 +159,32 @@ COMPONENTS: dict[str, Component] = {
             )
             for path in ("main/bridge", "main/loopback", "ipam/host-local", "meta/portmap")
         ),
+        Component(
+            name="registry",
+            module="github.com/distribution/distribution/v3",
+            package="github.com/distribution/distribution/v3/cmd/registry",
+            x_flags=("github.com/distribution/distribution/v3/version.version={version}",),
+        ),
+        Component(
+            name="coredns",
+            module="github.com/coredns/coredns",
+            package="github.com/coredns/coredns",
+            x_flags=("github.com/coredns/coredns/coremain.GitCommit={version}",),
+        ),
+        Component(
+            name="pause",
+            module="vsearch.local/platform/pause",
+            package="vsearch.local/platform/pause",
+            source_dir=MODULES_DIR / "pause",
+            note="ours (platforms/cluster/modules/pause/main.go): every pod's sandbox process",
+        ),
+        Component(
+            name="netcheck",
+            module="vsearch.local/platform/netcheck",
+            package="vsearch.local/platform/netcheck",
+            source_dir=MODULES_DIR / "netcheck",
+            note="ours (platforms/cluster/modules/netcheck/main.go): DNS from a pod, for tests",
+        ),
     )
 }
 
@@ -199,8 +230,20 @@ def find_go() -> str:
     raise PlatformBuildError(f"no go on PATH nor at {DEFAULT_GO}")
 
 
+def source_digest(directory: Path) -> str:
+    """sha256 over the relative path and bytes of every file of a Go source tree."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and (path.suffix == ".go" or path.name in ("go.mod", "go.sum")):
+            digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def pinned_version(component: Component) -> str:
     """The version the wrapper's go.mod requires for the component's module."""
+    if component.source_dir is not None:
+        return f"v0.0.0-src.{source_digest(component.source_dir)[:12]}"
     go_mod = (component.wrapper_dir / "go.mod").read_text()
     match = re.search(rf"^\s*(?:require\s+)?{re.escape(component.module)}\s+(\S+)", go_mod, re.M)
     if not match:
@@ -215,6 +258,7 @@ def pinned_version(component: Component) -> str:
 def ldflags(component: Component, version: str) -> str:
     flags = ["-s", "-w"]
     pseudo = PSEUDO.match(version)
+    local = re.match(r"^v0\.0\.0-src\.([0-9a-f]{12})$", version)
     semver = re.match(r"^v(\d+)\.(\d+)\.", version)
     major, minor = semver.groups() if semver else ("", "")
     fields = {"version": version, "time": version, "tag": version, "year": "", "commit": version,
@@ -231,6 +275,8 @@ def ldflags(component: Component, version: str) -> str:
             "major": major,
             "minor": minor,
         }
+    if local:
+        fields["commit"] = local.group(1)
     flags += [f"-X {flag.format(**fields)}" for flag in component.x_flags]
     return " ".join(flags)
 

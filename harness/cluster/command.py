@@ -1,4 +1,5 @@
-"""`./vsearch platform build|list`: the cluster platform's programs from pinned Go modules."""
+"""`./vsearch platform build|list|up|down|status`: the platform from pinned Go modules, and the
+host-process cluster made of it (harness/cluster/local)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,68 @@ from harness.commands import output
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     platform = sub.add_parser(
         "platform",
-        help="build (or reuse) the cluster platform's programs from pinned Go modules",
+        help="build the cluster platform's programs from pinned Go modules; up/down/status of "
+        "the host-process cluster made of them",
         description="Programs: " + ", ".join(builder.COMPONENTS) + ". Versions are pinned by "
         "the wrapper modules in platforms/cluster/modules/ (go.mod + go.sum); binaries are "
-        "cached under $VSEARCH_PLATFORM_CACHE or ~/.cache/vsearch-platform and reused.",
+        "cached under $VSEARCH_PLATFORM_CACHE or ~/.cache/vsearch-platform and reused. "
+        "up: registry, etcd, control plane, containerd, kubelet, kube-proxy, CoreDNS as host "
+        "processes (state and kubeconfig in $VSEARCH_CLUSTER_DIR or ~/.cache/vsearch-cluster; "
+        "needs root); down stops them and undoes their host changes; status checks each.",
     )
-    platform.add_argument("action", choices=["build", "list"])
+    platform.add_argument("action", choices=["build", "list", "up", "down", "status"])
     platform.add_argument("names", nargs="*", metavar="NAME", help="default: all")
     platform.add_argument("--force", action="store_true", help="build even when cached")
     platform.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    platform.add_argument(
+        "--purge", action="store_true", help="down: also delete the state dir (PKI, etcd data)"
+    )
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    """up, down, status of the host-process cluster (state: $VSEARCH_CLUSTER_DIR)."""
+    from harness.cluster.local import cluster, processes
+
+    if args.action == "status":
+        rows = cluster.status()
+        ok = all(row.healthy for row in rows)
+        if args.json:
+            output.print_json(
+                {"status": "ok" if ok else "degraded",
+                 "components": [json.loads(r.model_dump_json()) for r in rows]}
+            )  # fmt: skip
+        else:
+            for row in rows:
+                health = "healthy" if row.healthy else "DOWN"
+                print(f"{row.name:24} {health:8} pid {row.pid or '-':>7}  {row.version or '-'}"
+                      f"  {row.detail}")  # fmt: skip
+        return 0 if ok else 1
+    if args.action == "down":
+        done = cluster.down(purge=args.purge)
+        if args.json:
+            output.print_json({"status": "ok", **json.loads(done.model_dump_json())})
+        else:
+            print(f"stopped: {', '.join(done.stopped) or 'nothing was running'}")
+        return 0
+    try:
+        result = cluster.up()
+    except (processes.ProcessError, builder.PlatformBuildError, RuntimeError) as exc:
+        print(f"vsearch platform up: {exc}", file=sys.stderr)
+        if args.json:
+            output.print_json({"status": "error", "message": str(exc)})
+        return 3
+    if args.json:
+        output.print_json({"status": "ok", **json.loads(result.model_dump_json())})
+    else:
+        for step, seconds in result.steps.items():
+            print(f"{step:36} {seconds:7.1f} s")
+        print(f"kubeconfig: {result.kubeconfig}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action in ("up", "down", "status"):
+        return run_cluster(args)
     names = args.names or list(builder.COMPONENTS)
     unknown = sorted(set(names) - set(builder.COMPONENTS))
     if unknown:

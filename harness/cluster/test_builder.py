@@ -12,7 +12,7 @@ from harness.cluster import builder
 from harness.cluster.builder import COMPONENTS, Component, PlatformBuildError
 
 
-@pytest.mark.parametrize("name", sorted(COMPONENTS))
+@pytest.mark.parametrize("name", sorted(n for n, c in COMPONENTS.items() if not c.source_dir))
 def test_every_component_is_pinned_and_checked_by_go_sum(name: str) -> None:
     component = COMPONENTS[name]
     version = builder.pinned_version(component)
@@ -142,3 +142,16 @@ def test_a_library_package_is_refused_not_cached(tmp_path: Path, go: str, gocach
     with pytest.raises(PlatformBuildError, match="not a main package"):
         builder.build(component, cache=cache, go=go, gocache=gocache)
     assert builder.cached(component, cache=cache) is None
+
+
+@pytest.mark.parametrize("name", ["pause", "netcheck"])
+def test_our_node_programs_are_versioned_by_their_sources(name: str, tmp_path: Path) -> None:
+    component = COMPONENTS[name]
+    go_mod = (component.wrapper_dir / "go.mod").read_text()
+    assert not [line for line in go_mod.splitlines() if line.startswith("require")]
+    version = builder.pinned_version(component)
+    assert version == f"v0.0.0-src.{builder.source_digest(component.wrapper_dir)[:12]}"
+    copy = tmp_path / name
+    shutil.copytree(component.wrapper_dir, copy)
+    (copy / "main.go").write_text((copy / "main.go").read_text() + "\n")
+    assert builder.source_digest(copy) != builder.source_digest(component.wrapper_dir)

@@ -1,4 +1,4 @@
-"""`./vsearch platform list|build` through the real CLI entry point."""
+"""`./vsearch platform list|build|status|down` through the real CLI entry point."""
 
 from __future__ import annotations
 
@@ -36,3 +36,25 @@ def test_an_unknown_program_is_a_usage_error(tmp_path: Path) -> None:
     assert done.returncode == 2 and "unknown program(s) k3s" in done.stderr
     assert json.loads(done.stdout)["error"]["code"] == "usage"
     assert not any(tmp_path.iterdir())  # nothing was built or created
+
+
+def test_status_and_down_of_a_cluster_that_is_not_there(tmp_path: Path) -> None:
+    """An empty state dir: every component DOWN (exit 1, one JSON document); down is a no-op."""
+    env_dir = tmp_path / "cluster"
+    env = dict(os.environ, VSEARCH_CLUSTER_DIR=str(env_dir), PYTHONPATH=str(ROOT))
+    status = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "platform", "status", "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert status.returncode == 1, status.stderr
+    document = json.loads(status.stdout)
+    assert document["status"] == "degraded"
+    names = [row["name"] for row in document["components"]]
+    assert names[:3] == ["registry", "etcd", "kube-apiserver"] and names[-1] == "coredns"
+    assert all(not row["healthy"] and row["pid"] is None for row in document["components"])
+    down = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "platform", "down", "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert down.returncode == 0, down.stderr
+    assert json.loads(down.stdout)["stopped"] == []
