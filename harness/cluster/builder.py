@@ -113,6 +113,17 @@ COMPONENTS: dict[str, Component] = {
             note="no semver tags; the proxy serves one commit of 2025-03-13",
         ),
         Component(
+            name="openfaas-gateway",
+            module="github.com/openfaas/faas/gateway",
+            package="github.com/openfaas/faas/gateway",
+            # gateway/Dockerfile stamps these two (GIT_COMMIT, VERSION build args).
+            x_flags=(
+                "github.com/openfaas/faas/gateway/version.GitCommitSHA={commit}",
+                "github.com/openfaas/faas/gateway/version.Version={version}",
+            ),
+            note="the faas repository's gateway/ module at a pseudo-version (no module tags)",
+        ),
+        Component(
             name="etcd",
             module="go.etcd.io/etcd/server/v3",
             package="go.etcd.io/etcd/server/v3",
