@@ -56,9 +56,14 @@ class Component(BaseModel):
     cgo: bool = False  # runc's nsexec is C: the only one not static-by-default
     tags: tuple[str, ...] = ()  # go build -tags
     modules_dir: Path = MODULES_DIR
+    # Our own program (its source is in the repository): no requirement pins it; its version is
+    # v0.0.0-src.<first 12 hex of the sources' digest>, so an edit is another build and image.
+    source_dir: Path | None = None
 
     @property
     def wrapper_dir(self) -> Path:
+        if self.source_dir is not None:
+            return self.source_dir
         return self.modules_dir / (self.wrapper or self.name)
 
 
@@ -122,6 +127,14 @@ COMPONENTS: dict[str, Component] = {
                 "github.com/openfaas/faas/gateway/version.Version={version}",
             ),
             note="the faas repository's gateway/ module at a pseudo-version (no module tags)",
+        ),
+        Component(
+            name="faas-provider",
+            module="vsearch.local/platform/faas-provider",
+            package="vsearch.local/platform/faas-provider",
+            source_dir=ROOT / "platforms" / "cluster" / "provider",
+            x_flags=("main.Version={version}", "main.GitCommit={commit}"),
+            note="ours: faas-netes is not served by the Go module proxy (manifests/README.md)",
         ),
         Component(
             name="etcd",
@@ -210,8 +223,20 @@ def find_go() -> str:
     raise PlatformBuildError(f"no go on PATH nor at {DEFAULT_GO}")
 
 
+def source_digest(directory: Path) -> str:
+    """sha256 over the relative path and bytes of every file of a Go source tree."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and (path.suffix == ".go" or path.name in ("go.mod", "go.sum")):
+            digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def pinned_version(component: Component) -> str:
     """The version the wrapper's go.mod requires for the component's module."""
+    if component.source_dir is not None:
+        return f"v0.0.0-src.{source_digest(component.source_dir)[:12]}"
     go_mod = (component.wrapper_dir / "go.mod").read_text()
     match = re.search(rf"^\s*(?:require\s+)?{re.escape(component.module)}\s+(\S+)", go_mod, re.M)
     if not match:
@@ -226,6 +251,7 @@ def pinned_version(component: Component) -> str:
 def ldflags(component: Component, version: str) -> str:
     flags = ["-s", "-w"]
     pseudo = PSEUDO.match(version)
+    local = re.match(r"^v0\.0\.0-src\.([0-9a-f]{12})$", version)
     semver = re.match(r"^v(\d+)\.(\d+)\.", version)
     major, minor = semver.groups() if semver else ("", "")
     fields = {"version": version, "time": version, "tag": version, "year": "", "commit": version,
@@ -242,6 +268,8 @@ def ldflags(component: Component, version: str) -> str:
             "major": major,
             "minor": minor,
         }
+    if local:
+        fields["commit"] = local.group(1)
     flags += [f"-X {flag.format(**fields)}" for flag in component.x_flags]
     return " ".join(flags)
 

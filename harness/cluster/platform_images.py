@@ -67,6 +67,12 @@ IMAGES: dict[str, PlatformImage] = {
             ports=("8080/tcp", "8082/tcp"),
         ),
         PlatformImage(
+            name="faas-provider",
+            component="faas-provider",
+            path="/usr/bin/faas-provider",
+            ports=("8081/tcp",),
+        ),
+        PlatformImage(
             name="minio",
             component="minio",
             path="/usr/bin/minio",

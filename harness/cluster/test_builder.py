@@ -12,7 +12,7 @@ from harness.cluster import builder
 from harness.cluster.builder import COMPONENTS, Component, PlatformBuildError
 
 
-@pytest.mark.parametrize("name", sorted(COMPONENTS))
+@pytest.mark.parametrize("name", sorted(n for n, c in COMPONENTS.items() if not c.source_dir))
 def test_every_component_is_pinned_and_checked_by_go_sum(name: str) -> None:
     component = COMPONENTS[name]
     version = builder.pinned_version(component)
@@ -21,6 +21,20 @@ def test_every_component_is_pinned_and_checked_by_go_sum(name: str) -> None:
     # go.sum holds both the module's zip hash and its go.mod hash for the pinned version.
     assert f"{component.module} {version} h1:" in go_sum
     assert f"{component.module} {version}/go.mod h1:" in go_sum
+
+
+def test_our_provider_is_versioned_by_its_sources(tmp_path: Path) -> None:
+    provider = COMPONENTS["faas-provider"]
+    version = builder.pinned_version(provider)
+    assert version == f"v0.0.0-src.{builder.source_digest(provider.wrapper_dir)[:12]}"
+    flags = builder.ldflags(provider, version)
+    assert f"-X main.Version={version}" in flags
+    assert f"-X main.GitCommit={version[-12:]}" in flags
+    copy = tmp_path / "provider"
+    shutil.copytree(provider.wrapper_dir, copy)
+    assert builder.source_digest(copy) == builder.source_digest(provider.wrapper_dir)
+    (copy / "main.go").write_text((copy / "main.go").read_text() + "\n")
+    assert builder.source_digest(copy) != builder.source_digest(provider.wrapper_dir)
 
 
 def test_ldflags_carry_the_commit_of_a_pseudo_version() -> None:
