@@ -254,8 +254,10 @@ func (p *Provider) delete(r *http.Request) error {
 	if _, err := p.function(ctx, namespace, req.FunctionName); err != nil {
 		return err
 	}
-	foreground := metav1.DeletePropagationForeground
-	options := metav1.DeleteOptions{PropagationPolicy: &foreground}
+	// Background: the Deployment goes at once (a redeploy of the name can follow), the garbage
+	// collector removes its ReplicaSets and pods after.
+	background := metav1.DeletePropagationBackground
+	options := metav1.DeleteOptions{PropagationPolicy: &background}
 	if err := p.Client.AppsV1().Deployments(namespace).Delete(
 		ctx, req.FunctionName, options); err != nil {
 		return err
