@@ -137,6 +137,13 @@ COMPONENTS: dict[str, Component] = {
             note="ours: faas-netes is not served by the Go module proxy (manifests/README.md)",
         ),
         Component(
+            name="echo-function",
+            module="vsearch.local/platform/faas-provider",
+            package="vsearch.local/platform/faas-provider/cmd/echo-function",
+            source_dir=ROOT / "platforms" / "cluster" / "provider",
+            note="ours: the smoke function (no watchdog is served by the Go module proxy)",
+        ),
+        Component(
             name="etcd",
             module="go.etcd.io/etcd/server/v3",
             package="go.etcd.io/etcd/server/v3",

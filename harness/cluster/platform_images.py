@@ -73,6 +73,12 @@ IMAGES: dict[str, PlatformImage] = {
             ports=("8081/tcp",),
         ),
         PlatformImage(
+            name="echo-function",
+            component="echo-function",
+            path="/usr/bin/echo-function",
+            ports=("8080/tcp",),
+        ),
+        PlatformImage(
             name="minio",
             component="minio",
             path="/usr/bin/minio",
