@@ -159,6 +159,8 @@ class K8sBackend:
         self.runner = Runner(self.workdir / "commands.log", env=env)
         self.kubeconfig = self._default_kubeconfig(kubeconfig)
         self._context = context
+        #: The context as given (None = the kubeconfig's current one): what state is keyed by.
+        self.given_context = context
         self.registry = registry
         self.image_tag = image_tag or os.environ.get("VSEARCH_IMAGE_TAG") or None
         if isinstance(image_digests, Path):
@@ -211,7 +213,7 @@ class K8sBackend:
     @property
     def cluster_id(self) -> str:
         """What state.json is about: a different cluster's state is ignored."""
-        return f"{self.kubeconfig}#{self._context or ''}"
+        return f"{self.kubeconfig.resolve()}#{self.given_context or ''}"
 
     def _load_state(self) -> None:
         path = self.workdir / STATE_FILE

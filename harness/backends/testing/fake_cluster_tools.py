@@ -867,7 +867,8 @@ def _validate_deploy(state: dict[str, Any], body: Any, method: str) -> str | Non
     if body.get("namespace", "openfaas-fn") != "openfaas-fn":
         return "namespace must be: openfaas-fn"
     host = body["image"].split("/")[0]
-    if host.startswith("localhost") or host.startswith("127."):
+    faas_netes = not state.get("openfaas_gateway")  # the chart's; else a provider of ours
+    if faas_netes and (host.startswith("localhost") or host.startswith("127.")):
         # The anonymous HEAD runs inside the faas-netes pod, where localhost is the pod itself.
         return "the Community Edition license agreement only allows public images"
     labels = body.get("labels") or {}
