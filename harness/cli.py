@@ -20,7 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.commands.kind import DEFAULT_GATEWAY_PORT, add_kind_options
     from harness.commands.platform import add_state_dir
 
-    backend_help = "embedded (default): local processes; kind: OpenFaaS CE + MinIO on kind"
+    backend_help = (
+        "embedded (default): local processes; kind: OpenFaaS CE + MinIO on kind; k8s: the same "
+        "on any cluster by --kubeconfig"
+    )
     up = sub.add_parser(
         "up",
         help="start the platform (S3, gateway, functions) and leave it running",
@@ -29,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         "keep a port-forward to the gateway (manifests/README.md).",
     )
     up.add_argument(
-        "--backend", choices=["embedded", "kind"], default="embedded", help=backend_help
+        "--backend", choices=["embedded", "kind", "k8s"], default="embedded", help=backend_help
     )
     add_state_dir(up)
     up.add_argument("--no-limits", action="store_true", help="embedded: no cgroup limits")
@@ -44,13 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     down = sub.add_parser("down", help="stop the platform (kind: delete what `up` created)")
     down.add_argument(
-        "--backend", choices=["embedded", "kind"], default="embedded", help=backend_help
+        "--backend", choices=["embedded", "kind", "k8s"], default="embedded", help=backend_help
     )
     add_state_dir(down)
     add_kind_options(down, creates=False)
     status = sub.add_parser("status", help="the platform's health and replicas")
     status.add_argument(
-        "--backend", choices=["embedded", "kind"], default="embedded", help=backend_help
+        "--backend", choices=["embedded", "kind", "k8s"], default="embedded", help=backend_help
     )
     add_state_dir(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -127,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="regime names, in order; or `capacity` alone: step the open-loop rate until "
         "success or latency breaks, print the sustainable rate against the CPU-bound cap",
     )  # fmt: skip
-    bench.add_argument("--backend", choices=["embedded", "kind"], default="embedded")
+    bench.add_argument("--backend", choices=["embedded", "kind", "k8s"], default="embedded")
     bench.add_argument(
         "--size", choices=["ci", "small", "medium", "large"], default="small",
         help="small (default): >= 20 measured warm-steady requests, enough for a p95; "
@@ -237,7 +240,7 @@ def usage_error(args: argparse.Namespace, exc: Exception) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.command in ("up", "down", "status") and args.backend == "kind":
+    if args.command in ("up", "down", "status") and args.backend in ("kind", "k8s"):
         from harness.commands import kind as kind_command
 
         return int(getattr(kind_command, args.command)(args))
@@ -306,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
                     args.dirs, as_json=args.json, calibrate=args.calibrate, no_gate=args.no_gate
                 )
             options = {}
-            if args.backend == "kind":
+            if args.backend in ("kind", "k8s"):
                 from harness.commands.kind import backend_options
 
                 options = {**backend_options(args), "keep_cluster": args.keep_cluster}
