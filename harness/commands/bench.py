@@ -30,6 +30,7 @@ from harness.report import (
     render_significance,
     render_summary,
     significance,
+    versions_line,
     write_report,
 )
 from harness.workload import Progress
@@ -546,6 +547,7 @@ def run_report(
             f" ({platform.get('limits_reason', '?')}), python {platform.get('python', '?')}, "
             f"ffmpeg {platform.get('ffmpeg', '?')}, {platform.get('cpus', '?')} CPUs"
         )
+        print(f"platform: {versions_line(run.versions)}")
         print(render_summary(run.regimes))
         return 0
     print(compare(dirs))
