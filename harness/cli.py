@@ -190,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out the image build and its tests (platforms/offline/bazel-test.sh)",
     )
+    test.add_argument(
+        "--cluster", action="store_true",
+        help="the cluster tier instead: the regimes and live-cluster tests on the cluster "
+        "VSEARCH_BACKEND (default k8s) and VSEARCH_KUBECONFIG name; skipped, with the reason, "
+        "when there is none",
+    )  # fmt: skip
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
 
     doctor = sub.add_parser(
@@ -333,8 +339,10 @@ def run(args: argparse.Namespace) -> int:
 
         return run_platform(args)
     if args.command == "test":
-        from harness.commands.test import run_tests
+        from harness.commands.test import run_cluster_tests, run_tests
 
+        if args.cluster:
+            return run_cluster_tests(args.pytest_args)
         return run_tests(args.pytest_args, include_slow=args.all, bazel=not args.no_bazel)
     if args.command == "doctor":
         from harness.commands.doctor import run_doctor
