@@ -53,6 +53,7 @@ from pydantic import SecretStr
 from base.config import StorageSettings
 from base.storage import ObjectStore
 from harness.backends import kind_manifests as km
+from harness.backends.cluster.images import commit_tag, push_layouts
 from harness.backends.cluster.openfaas_api import OpenFaaSAPI, parse_gateway_metrics
 from harness.backends.cluster.pods import (
     CGROUP_PROBE,
@@ -328,6 +329,8 @@ class K8sBackend:
             if self._can_attach():
                 self._redeploy_on_attached()
                 return
+            if not self.image_tag and self.image_dir is not None:
+                self.image_tag = commit_tag()  # images built from this checkout
             if not self.image_tag:
                 raise K8sError(
                     "no image tag: pass image_tag (or set VSEARCH_IMAGE_TAG) to the tag the "
@@ -487,6 +490,14 @@ class K8sBackend:
 
     def _push_images(self) -> None:
         assert self.image_tag
+        if self.image_dir is not None:
+            # Bazel's OCI layouts (or <dir>/<function>), checked against their own digests.
+            self.digests = push_layouts(
+                self.runner, self.declarations, self.image_dir, self.registry, self.image_tag,
+                expected=self.expected_digests,
+            )  # fmt: skip
+            self._save_state()
+            return
         local = km.ImageRefs(self.image_tag, self.registry, require_digest=False)
         missing: list[str] = []
         present: set[str] = set()

@@ -543,7 +543,13 @@ def skopeo(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) -
         return _fail(f"fake skopeo: no OCI layout at {src[4:]}")
     with state_lock() as state:
         ref = dst.removeprefix("docker://")
-        state.setdefault("pushed", {})[ref] = "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+        # skopeo copies the layout's manifest byte for byte: the registry serves its digest.
+        index = json.loads((Path(src[4:]) / "index.json").read_text())
+        manifests = index.get("manifests") or []
+        own = manifests[0]["digest"] if len(manifests) == 1 else None
+        state.setdefault("pushed", {})[ref] = (
+            own or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+        )
     return 0
 
 
