@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
 
+    from harness.commands.images import add_parser as add_images_parser
+
+    add_images_parser(sub)
     from harness.cluster.command import add_parser as add_platform_parser
 
     add_platform_parser(sub)
@@ -344,6 +347,10 @@ def run(args: argparse.Namespace) -> int:
         if args.cluster:
             return run_cluster_tests(args.pytest_args)
         return run_tests(args.pytest_args, include_slow=args.all, bazel=not args.no_bazel)
+    if args.command == "images":
+        from harness.commands.images import run as run_images
+
+        return run_images(args)
     if args.command == "doctor":
         from harness.commands.doctor import run_doctor
 

@@ -117,3 +117,19 @@ def test_push_to_the_real_registry_pins_the_layout_digest(tmp_path: Path) -> Non
         images.push_layouts(
             runner, [decl], bazel_bin, REGISTRY, tag, expected={decl.name: "sha256:" + "0" * 64}
         )
+
+
+def test_images_push_command_names_what_bazel_has_not_built(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "images", "push", "--image-dir", str(tmp_path),
+         "--tag", "t1"],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"cut-clips (no OCI layout at {tmp_path}/stages/cut_clips/index)" in done.stderr
+    assert "Traceback" not in done.stderr
