@@ -324,18 +324,22 @@ class K8sBackend:
         Idempotent: on a running deployment it updates what changed."""
         self.declarations = list(declarations if declarations is not None else load().functions)
         self.attached = False
+        self._require_tools()
+        if not self.image_tag and self.image_dir is not None:
+            self.image_tag = commit_tag()  # images built from this checkout
+        if not self.image_tag and not self.left_up:
+            # Said before anything touches the cluster (no pod logs to collect for this).
+            raise K8sError(
+                "no function images: pass --image-dir bazel-bin (Bazel's OCI layouts, "
+                "pushed and tagged by the commit), or --image-tag (or VSEARCH_IMAGE_TAG) "
+                "naming images already pushed (`./vsearch images push`)"
+            )
         try:
-            self._require_tools()
             if self._can_attach():
                 self._redeploy_on_attached()
                 return
-            if not self.image_tag and self.image_dir is not None:
-                self.image_tag = commit_tag()  # images built from this checkout
             if not self.image_tag:
-                raise K8sError(
-                    "no image tag: pass image_tag (or set VSEARCH_IMAGE_TAG) to the tag the "
-                    "image build gave every <registry>/vsearch/<function> image"
-                )
+                raise K8sError("no function images: `vsearch up` left no image tag")
             km.render(self.declarations, km.ImageRefs(self.image_tag, require_digest=False))
             self._prepare_cluster()
             self._push_images()

@@ -586,7 +586,7 @@ def test_kind_missing_tools_and_tag_are_reported(
     cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("VSEARCH_IMAGE_TAG", raising=False)
-    with pytest.raises(kb.KindError, match="no image tag"):
+    with pytest.raises(kb.KindError, match="no function images"):
         cluster.backend(image_tag=None).deploy(load().functions)
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(kb.KindError, match=r"missing tools: kind v0\.33\.0, kubectl"):
