@@ -88,9 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--clip-concurrency", type=int, default=None, help="clips processed at once (default 4)"
     )
     search.add_argument(
-        "--backend", choices=["embedded", "inprocess"], default="embedded",
+        "--backend", choices=["embedded", "inprocess", "kind", "k8s"], default="embedded",
         help="embedded (default): the serverless platform; inprocess: the baseline, the same "
-        "stage handlers called sequentially in this process (no gateway, no S3)",
+        "stage handlers called sequentially in this process (no gateway, no S3); kind/k8s: the "
+        "functions `up --backend kind|k8s` left running on the cluster",
     )  # fmt: skip
     search.add_argument(
         "--baseline", action="store_true",
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--repeat", type=int, default=3, help="with --baseline: timed pairs (default 3)"
     )
     add_state_dir(search)
+    add_kind_options(search, creates=False)
 
     demo = sub.add_parser(
         "demo", help="generate a video with known speech and objects, search it, check it"
@@ -280,7 +282,15 @@ def run(args: argparse.Namespace) -> int:
         try:
             if args.save_all and args.save is None:
                 raise UsageError("--all needs --save DIR")
-            if args.backend == "inprocess":
+            if args.backend in ("kind", "k8s"):
+                from harness.commands.kind import cluster_backend
+
+                answer = run_search(
+                    args.video, args.query, state_dir=args.state_dir, config=config,
+                    quiet=args.json, save_dir=args.save, save_all=args.save_all,
+                    cluster=cluster_backend(args),
+                )  # fmt: skip
+            elif args.backend == "inprocess":
                 answer = run_inprocess(
                     args.video, args.query, config=config, quiet=args.json,
                     log_path=args.state_dir / "inprocess.log",

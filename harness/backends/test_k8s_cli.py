@@ -79,3 +79,15 @@ def test_k8s_up_status_bench_reuse_down(tmp_path: Path) -> None:
         again = vsearch("down", *common)
         assert again.returncode == 0 and "nothing deployed" in again.stderr
         assert world.errors() == []
+
+
+def test_k8s_search_without_a_cluster_says_how_to_get_one(tmp_path: Path) -> None:
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42")  # checked for existence and suffix first
+    done = vsearch(
+        "search", str(video), "-q", "flour", "--backend", "k8s", "--kubeconfig",
+        str(tmp_path / "absent"), "--workdir", str(tmp_path / "w"),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"no kubeconfig at {tmp_path / 'absent'}" in done.stderr
+    assert "./vsearch up --backend k8s" in done.stderr and "Traceback" not in done.stderr

@@ -155,6 +155,11 @@ def _backend(command: str, options: dict[str, Any], name: str = "kind") -> Any:
     return backend
 
 
+def cluster_backend(args: argparse.Namespace) -> Any:
+    """The backend of the cluster ``args`` name, not yet attached (for search)."""
+    return _create(args.backend, backend_options(args))
+
+
 def _where(backend: Any) -> str:
     if backend.name == "k8s":
         return f"cluster {backend.kubeconfig} (context {backend.context})"
