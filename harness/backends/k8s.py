@@ -739,6 +739,45 @@ class K8sBackend:
             self.openfaas_installed = mode
             self._save_state()
         self.openfaas_mode = mode
+        if mode != "chart":
+            self._check_gateway_timeouts()
+
+    def _check_gateway_timeouts(self) -> None:
+        """Manifests not rendered by us (local, existing) must still hold the timeout chain:
+        the gateway's upstream_timeout above every function's write_timeout, below its own
+        read/write timeouts. Read from the live gateway Deployment's environment."""
+        ns = str(self.chart["namespace"])
+        dep = self._kubectl_json("get", "deployment", "gateway", "--namespace", ns)
+        containers = dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
+        gateway = next((c for c in containers or [] if c.get("name") == "gateway"), None)
+        env = {e.get("name"): e.get("value") for e in (gateway or {}).get("env") or []}
+        try:
+            live = km.GatewayTimeouts(
+                km.parse_go_duration(str(env["upstream_timeout"])),
+                km.parse_go_duration(str(env["read_timeout"])),
+                km.parse_go_duration(str(env["write_timeout"])),
+            )
+        except (KeyError, ValueError) as exc:
+            raise K8sError(
+                f"deployment/gateway in {ns} does not set upstream_timeout, read_timeout and "
+                f"write_timeout ({exc}); the functions need "
+                f"{', '.join(self._wanted_timeouts())}"
+            ) from exc
+        assert self.rendering is not None
+        problems = km.chain_problems(self.rendering, live)
+        if problems:
+            raise K8sError(
+                f"the gateway's timeouts break the chain: {'; '.join(problems)} (set "
+                f"{', '.join(self._wanted_timeouts())})"
+            )
+
+    def _wanted_timeouts(self) -> list[str]:
+        wanted = km.gateway_timeouts(self.declarations)
+        return [
+            f"upstream_timeout={km.go_duration(wanted.upstream_s)}",
+            f"read_timeout={km.go_duration(wanted.read_s)}",
+            f"write_timeout={km.go_duration(wanted.write_s)}",
+        ]
 
     def _ensure_basic_auth(self) -> None:
         """The gateway's basic-auth Secret for the local manifests (the chart makes its own):

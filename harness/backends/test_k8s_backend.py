@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from harness.backends import k8s
 from harness.backends import kind_manifests as km
@@ -37,6 +38,10 @@ spec:
       containers:
         - name: gateway
           image: 127.0.0.1:5001/platform/gateway:0.0.0-test
+          env:
+            - {name: upstream_timeout, value: 15m10s}
+            - {name: read_timeout, value: 15m20s}
+            - {name: write_timeout, value: 15m20s}
 """
 
 
@@ -127,6 +132,7 @@ def test_k8s_uses_the_openfaas_already_there_and_leaves_it(world: FakeCluster) -
     world.update(
         namespaces=["openfaas", km.FUNCTION_NAMESPACE],
         openfaas_gateway="platform",
+        gateway_deployment=yaml.safe_load(LOCAL_GATEWAY),
         secrets={
             "openfaas/basic-auth": {
                 "basic-auth-user": fake._b64("admin"),
@@ -198,3 +204,18 @@ def test_k8s_without_a_kubeconfig_says_what_to_do(tmp_path: Path) -> None:
 def test_k8s_refuses_an_unknown_openfaas_mode(tmp_path: Path) -> None:
     with pytest.raises(k8s.K8sError, match="openfaas must be one of"):
         k8s.K8sBackend(kubeconfig=tmp_path / "k", workdir=tmp_path, openfaas="operator")
+
+
+def test_k8s_refuses_a_gateway_whose_timeouts_break_the_chain(world: FakeCluster) -> None:
+    short = yaml.safe_load(LOCAL_GATEWAY)
+    short["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "upstream_timeout", "value": "60s"},
+        {"name": "read_timeout", "value": "65s"},
+        {"name": "write_timeout", "value": "65s"},
+    ]
+    world.update(namespaces=["openfaas"], openfaas_gateway="platform", gateway_deployment=short)
+    backend = _backend(world, openfaas="existing")
+    with pytest.raises(k8s.K8sError, match="upstream_timeout 60s") as err:
+        backend.deploy(load().functions)
+    assert "set upstream_timeout=" in str(err.value)
+    assert world.state().get("functions", {}) == {}

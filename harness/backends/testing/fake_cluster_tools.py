@@ -640,6 +640,7 @@ def kubectl(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) 
                     namespaces.append(meta["name"])
                 if obj["kind"] == "Deployment" and meta["name"] == "gateway":
                     state["openfaas_gateway"] = "local"
+                    state["gateway_deployment"] = obj
                 state.setdefault("applied", []).append(f"{obj['kind']}/{key}")
             log({"tool": "kubectl", "objects": names})
             return 0
@@ -659,7 +660,10 @@ def kubectl(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) 
             if resource == "deployment" and ns == "openfaas" and pos[1:] == ["gateway"]:
                 if not (state.get("openfaas_gateway") or state.get("helm_releases")):
                     return _fail('Error from server (NotFound): deployments "gateway" not found')
-                print("deployment.apps/gateway")
+                if flag(flags, "-o", "--output") == "json":
+                    print(json.dumps(state.get("gateway_deployment") or {"kind": "Deployment"}))
+                else:
+                    print("deployment.apps/gateway")
                 return 0
             selector = flag(flags, "-l", "--selector")
             if resource == "secret":
