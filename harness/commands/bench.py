@@ -369,7 +369,8 @@ def run_bench(
         config["inprocess_baseline"] = compared
         (out / "baseline.json").write_text(json.dumps(compared, indent=2) + "\n")
     files = save(plots=True)
-    summary = render_summary(results)
+    summary = f"platform: {versions_line(description.get('versions') or {})}\n"
+    summary += render_summary(results)
     if compared is not None:
         summary += "\n\n" + render_baseline(compared)
     if as_json:
