@@ -219,3 +219,31 @@ def test_k8s_refuses_a_gateway_whose_timeouts_break_the_chain(world: FakeCluster
         backend.deploy(load().functions)
     assert "set upstream_timeout=" in str(err.value)
     assert world.state().get("functions", {}) == {}
+
+
+def test_k8s_deploys_bazel_layouts_tagged_by_commit_pinned_by_digest(
+    world: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.backends.cluster import images
+    from harness.cluster.oci_image import ImageFile, ImageSpec, build_layout
+
+    monkeypatch.delenv("VSEARCH_IMAGE_TAG", raising=False)
+    bazel_bin = world.tmp / "bazel-bin"
+    own = {}
+    for decl in load().functions:
+        layout = bazel_bin / images.package_of(decl) / "index"
+        spec = ImageSpec(name=f"x/{decl.name}:1", files={"/f": ImageFile(data=decl.name.encode())})
+        own[decl.name] = build_layout(spec, layout).manifest_digest
+    backend = _backend(world, openfaas="local", image_tag=None, image_dir=bazel_bin)
+    backend.deploy(load().functions)
+    try:
+        tag = images.commit_tag()
+        assert backend.image_tag == tag
+        for name, image in backend.describe()["images"].items():
+            assert image == f"{world.registry}/vsearch/{name}:{tag}@{own[name]}", image
+        copies = [a for a in world.argvs("skopeo") if "copy" in a]
+        assert {a[-2] for a in copies} == {
+            f"oci:{bazel_bin / images.package_of(d) / 'index'}" for d in load().functions
+        }
+    finally:
+        backend.teardown()
