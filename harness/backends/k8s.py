@@ -86,6 +86,14 @@ DEFAULT_REGISTRY = "127.0.0.1:5001"
 #: installed, else the local manifests.
 OPENFAAS_MODES = ("auto", "chart", "local", "existing")
 LOCAL_OPENFAAS_DIR = Path("openfaas") / "local"
+#: Kinds a manifest file may hold, in the order they are applied (unknown kinds last).
+APPLY_ORDER = {
+    k: i
+    for i, k in enumerate(
+        ["Namespace", "ServiceAccount", "ClusterRole", "Role", "ClusterRoleBinding",
+         "RoleBinding", "ConfigMap", "Secret", "Service", "Deployment"]
+    )
+}  # fmt: skip
 STATE_FILE = "state.json"
 
 #: The name this backend's callers know; the generic cluster pieces raise ClusterError.
@@ -695,10 +703,22 @@ class K8sBackend:
         return archive
 
     def _local_openfaas_files(self) -> list[Path]:
+        """The local manifests in apply order: identities and RBAC before the workloads that
+        use them (kubectl apply -f DIR would go by file name: gateway.yaml before rbac.yaml)."""
         directory = self.manifests / LOCAL_OPENFAAS_DIR
         if not directory.is_dir():
             return []
-        return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+        files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+
+        def first_kind(path: Path) -> int:
+            kinds = [
+                str(doc.get("kind"))
+                for doc in yaml.safe_load_all(path.read_text())
+                if isinstance(doc, dict)
+            ]
+            return min((APPLY_ORDER.get(k, len(APPLY_ORDER)) for k in kinds), default=0)
+
+        return sorted(files, key=lambda p: (first_kind(p), p.name))
 
     def _gateway_running(self) -> bool:
         ns = str(self.chart["namespace"])

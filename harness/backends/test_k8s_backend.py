@@ -44,6 +44,12 @@ spec:
             - {name: write_timeout, value: 15m20s}
 """
 
+LOCAL_RBAC = """\
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: openfaas-provider, namespace: openfaas}
+"""
+
 
 def _kubeconfig(path: Path) -> Path:
     path.write_text(f"apiVersion: v1\nkind: Config\ncurrent-context: {CONTEXT}\n")
@@ -56,6 +62,7 @@ def world(tmp_path: Path) -> Iterator[FakeCluster]:
         local = w.manifests / "openfaas" / "local"
         local.mkdir(parents=True, exist_ok=True)
         (local / "gateway.yaml").write_text(LOCAL_GATEWAY)
+        (local / "rbac.yaml").write_text(LOCAL_RBAC)
         yield w
 
 
@@ -92,7 +99,9 @@ def test_k8s_deploys_with_local_openfaas_and_removes_only_what_it_deployed(
         talks = [a for a in kubectl if "current-context" not in a and "--client" not in a]
         assert talks and all(a[a.index("--context") + 1] == CONTEXT for a in talks), talks
         applied = [a[a.index("-f") + 1] for a in kubectl if "apply" in a]
-        assert str(world.manifests / "openfaas" / "local" / "gateway.yaml") in applied
+        local = world.manifests / "openfaas" / "local"
+        # RBAC first though its file name sorts after the gateway's.
+        assert applied.index(str(local / "rbac.yaml")) < applied.index(str(local / "gateway.yaml"))
         state = world.state()
         assert set(state["functions"]) == set(load().names)
         # The gateway's basic-auth was generated here (the chart is not there to do it).
