@@ -38,6 +38,7 @@ import threading
 import time
 from typing import Any
 
+from base import storage
 from base.runtime import RUNTIME_IMPORTED, Function, serve
 from base.telemetry import ProcessClock, log
 
@@ -215,6 +216,7 @@ def main(argv: list[str]) -> int:
     imported = time.monotonic()
     if function.preload is not None:
         function.preload()
+    storage.warm()  # every replica creates an S3 client: its service model is parsed here once
     phases = {
         "process_start_s": round(max(0.0, RUNTIME_IMPORTED - clock.started_monotonic), 3),
         "imports_s": round(imported - imports_started, 3),
