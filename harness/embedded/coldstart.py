@@ -93,7 +93,8 @@ def measure(names: list[str] | None, repeat: int) -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     rows = [
         "| function | fresh start (s) | zygote fork to ready (s) | ratio | zygote warm-up: "
-        "imports / preload (s) | replica peak fresh / forked (MiB) | zygote RSS / PSS (MiB) |",
+        "imports / preload (s) | replica cgroup peak at ready, fresh / forked (MiB) "
+        "| zygote RSS / PSS (MiB) |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, runs in result["functions"].items():

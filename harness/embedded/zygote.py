@@ -202,6 +202,8 @@ class ZygoteProcess:
             elif op == "exit":
                 self.exits[int(message["pid"])] = int(message["returncode"])
             elif message.get("id") is not None:
+                if op == "spawned":  # a reused pid must not inherit an earlier child's exit
+                    self.exits.pop(int(message["pid"]), None)
                 self._replies[int(message["id"])] = message
             self._cond.notify_all()
 
