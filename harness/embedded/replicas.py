@@ -533,6 +533,10 @@ class ReplicaSet:
 
     def _start_zygote(self) -> None:
         """One template process per function: imports and fork-safe models, then it forks."""
+        if not hasattr(os, "fork"):
+            self._zygote_given_up = "os.fork is not available here: replicas start fresh"
+            log("zygote.unsupported", level="warning", function=self.name)
+            return
         name = f"{self.name}-z{next(self._zygote_seq)}"
         try:
             group = self._cgroups.create(name, self.decl.memory_limit_bytes, self.decl.cpu_limit)

@@ -180,3 +180,17 @@ def test_without_zygotes_replicas_start_fresh(
         extras = platform.function("sample")["vsearch"]
         assert extras["zygote"] is None
         assert extras["replicas"][0]["from_zygote"] is False
+
+
+def test_without_fork_replicas_start_fresh_and_say_why(
+    tmp_path: Path, s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(os, "fork")  # as on a platform without fork
+    decl = FunctionDeclaration(name="sample", module=MODULE, min_replicas=1)
+    with EmbeddedPlatform(tmp_path / "state", [decl], s3=s3_server.env()) as platform:
+        extras = platform.function("sample")["vsearch"]
+        assert extras["zygote"]["state"] == "given_up"
+        assert "fork" in extras["zygote"]["given_up"]
+        assert extras["replicas"][0]["from_zygote"] is False
+        body = {"request_id": "z-3", "input": {}, "config": {"mode": "echo"}}
+        assert platform.invoke("sample", body, timeout_s=30).status_code == 200
