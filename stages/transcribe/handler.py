@@ -204,6 +204,16 @@ def init() -> None:
         )
 
 
+def preload() -> None:
+    """The fork-safe part of init, for the zygote: imports and the model directory's check.
+
+    The CTranslate2 model itself loads in each replica (`init`): its worker threads would not
+    survive a fork.
+    """
+    _model_dir()
+    import faster_whisper  # noqa: F401
+
+
 def _model() -> _Loaded:
     if _loaded is None:
         init()
@@ -434,5 +444,6 @@ FUNCTION = Function(
     output_model=Output,
     handle=handle,
     init=init,
+    preload=preload,
     description="Speech to text with word timestamps (faster-whisper, Whisper tiny.en by default).",
 )
