@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 from base import media
 from base.contracts import Event, Model, S3Uri
 from base.errors import BadInput
+from base.media import MediaInfo
 from base.runtime import Context, Function
 
 #: Tag the metadata filter attaches, only so that its print mode has something to print.
@@ -40,6 +41,9 @@ class Config(Model):
     #: Sample only this window (seconds in the video's timeline); times stay in that timeline.
     start_s: float | None = Field(None, ge=0.0, le=1e7)
     end_s: float | None = Field(None, gt=0.0, le=1e7)
+    #: The input's media facts as its producer probed them (the orchestrator passes
+    #: extract-audio's `media`); None: this function probes the input itself.
+    media: MediaInfo | None = None
 
     @model_validator(mode="after")
     def _window(self) -> Config:
@@ -63,7 +67,7 @@ class Output(Model):
 def handle(event: Event[Input, Config], ctx: Context) -> Output:
     cfg = event.config
     path = ctx.download(event.input.video)
-    info = media.probe(ctx.runner, path)
+    info = media.known_or_probe(ctx.runner, path, cfg.media)
     media.require_duration(info, ctx.settings.max_duration_s)
     if not info.has_video:
         raise BadInput("the input has no video stream to sample frames from", code="no_video")
