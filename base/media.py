@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -36,7 +37,8 @@ class MediaInfo(BaseModel):
     size_bytes: int = 0
 
 
-def probe(runner: ProcessRunner, path: Path) -> MediaInfo:
+def probe(runner: ProcessRunner, path: Path | str) -> MediaInfo:
+    """ffprobe a file or a URL (a presigned GET of the object)."""
     done = runner.run(
         ["ffprobe", "-v", "error", "-of", "json", "-show_format", "-show_streams", str(path)]
     )
@@ -86,7 +88,7 @@ def parse_probe(data: dict[str, Any]) -> MediaInfo:
     return info
 
 
-def known_or_probe(runner: ProcessRunner, path: Path, known: MediaInfo | None) -> MediaInfo:
+def known_or_probe(runner: ProcessRunner, path: Path | str, known: MediaInfo | None) -> MediaInfo:
     """The facts a caller passed along (the producer of the file probed it already, e.g.
     extract-audio the source video), else a probe. Each ffprobe run costs ~50 ms of CPU, nearly
     all of it its start-up (linking ~200 shared libraries), whatever the file."""
@@ -249,7 +251,14 @@ def _without_paths(text: str, args: list[str]) -> str:
     function keeps its scratch space."""
     for arg in sorted((a for a in args if a.startswith("/")), key=len, reverse=True):
         text = text.replace(arg, Path(arg).name)
-    return text
+    # A presigned URL (an input read by range requests) carries a signature: only the
+    # object's name goes into an error.
+    for arg in (a for a in args if a.startswith(("http://", "https://", "file:"))):
+        text = text.replace(arg, Path(arg.split("?", 1)[0]).name)
+    return _SIGNED.sub(r"\1...", text)
+
+
+_SIGNED = re.compile(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s]+")
 
 
 def _looks_like_bad_input(stderr: str) -> bool:

@@ -223,6 +223,18 @@ class ObjectStore:
                 raise InputNotFound(f"no such object: {source_key}") from exc
             raise
 
+    def read_url(self, key: str, *, max_bytes: int | None = None, expires_s: int = 600) -> str:
+        """A presigned GET URL for a tool that reads only the bytes it needs with range
+        requests (ffmpeg seeking into a video) instead of a download of the whole object. The
+        same checks as `download` first (missing, empty, too large). The URL carries a
+        signature: pass it to a child process, never to a log or an error message."""
+        size = self.size(validate_key(key))
+        if size == 0:
+            raise BadInput(f"input object is empty (0 bytes): {key}", code="empty_input")
+        if max_bytes is not None and size > max_bytes:
+            raise InputTooLarge(f"input is {size} bytes, the limit is {max_bytes}")
+        return self.presign(key, expires_s=expires_s)
+
     def presign(self, key: str, *, expires_s: int = 900) -> str:
         return str(
             self._client.generate_presigned_url(

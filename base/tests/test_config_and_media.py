@@ -133,3 +133,16 @@ def test_ffmpeg_threads_go_before_every_input_and_output(
     out = tmp_path / "tone.wav"
     run(runner, ffmpeg.output(ffmpeg.input("sine=d=0.5", f="lavfi"), str(out)), what="test")
     assert abs(probe(runner, out).duration_s - 0.5) < 0.05
+
+
+def test_errors_name_a_presigned_input_without_its_signature() -> None:
+    from base.media import _without_paths
+
+    url = (
+        "http://127.0.0.1:9000/vsearch/requests/r1/in/talk.mp4?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=AKIDEXAMPLE%2F20261205&X-Amz-Signature=0123abcd"
+    )
+    text = f"{url}: Invalid data found; X-Amz-Signature=feedbeef in a partial echo"
+    clean = _without_paths(text, ["ffmpeg", "-i", url])
+    assert clean.startswith("talk.mp4: Invalid data found")
+    assert "0123abcd" not in clean and "feedbeef" not in clean and "AKIDEXAMPLE" not in clean

@@ -56,6 +56,25 @@ def test_streaming_transfer_roundtrip_and_limits(store: ObjectStore, tmp_path: P
         store.download(empty, tmp_path / "z")
 
 
+def test_read_url_serves_byte_ranges_after_the_download_checks(store: ObjectStore) -> None:
+    import urllib.request
+
+    key = f"tests/{uuid.uuid4().hex[:8]}/video.bin"
+    store.put_bytes(key, bytes(range(256)) * 64)
+    url = store.read_url(key, max_bytes=1 << 20)
+    ranged = urllib.request.Request(url, headers={"Range": "bytes=1000-1009"})
+    with urllib.request.urlopen(ranged, timeout=10) as got:  # what ffmpeg's seeks ask for
+        assert got.status == 206 and got.read() == bytes(range(256))[1000 % 256 :][:10]
+    with pytest.raises(InputTooLarge):
+        store.read_url(key, max_bytes=1000)
+    with pytest.raises(InputNotFound):
+        store.read_url(f"tests/{uuid.uuid4().hex}/none")
+    empty = f"tests/{uuid.uuid4().hex[:8]}/empty.mp4"
+    store.put_bytes(empty, b"")
+    with pytest.raises(BadInput):
+        store.read_url(empty)
+
+
 def test_conditional_writes_detect_lost_races(store: ObjectStore) -> None:
     key = f"tests/{uuid.uuid4().hex[:8]}/state.json"
     etag = store.put_json(key, {"v": 1}, if_none_match="*")
