@@ -54,6 +54,17 @@ def test_streaming_transfer_roundtrip_and_limits(store: ObjectStore, tmp_path: P
     store.put_bytes(empty, b"")
     with pytest.raises(BadInput):
         store.download(empty, tmp_path / "z")
+    # Below the multipart threshold: one PUT, one streamed GET, the same checks.
+    small = tmp_path / "small.jpg"
+    small.write_bytes(bytes(range(256)) * 300)
+    key = f"tests/{uuid.uuid4().hex[:8]}/small.jpg"
+    assert store.upload(small, key, content_type="image/jpeg") == small.stat().st_size
+    head = store.client.head_object(Bucket=store.bucket, Key=key)
+    assert head["ContentType"] == "image/jpeg"
+    assert store.download(key, tmp_path / "s") == small.stat().st_size
+    assert (tmp_path / "s").read_bytes() == small.read_bytes()
+    with pytest.raises(InputTooLarge):
+        store.download(key, tmp_path / "t", max_bytes=1000)
 
 
 def test_read_url_serves_byte_ranges_after_the_download_checks(store: ObjectStore) -> None:
