@@ -17,7 +17,6 @@ from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
-from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from base.config import StorageSettings
 from base.errors import (
@@ -149,7 +148,7 @@ class ObjectStore:
                 with dest.open("wb") as out:
                     for chunk in obj["Body"].iter_chunks(1 << 20):
                         out.write(chunk)
-            except (BotoCoreError, ReadTimeoutError, ProtocolError) as exc:
+            except BotoCoreError as exc:  # botocore wraps urllib3 read timeouts and resets
                 if attempt + 1 == _SMALL_ATTEMPTS:
                     raise StorageUnavailable(
                         f"object store read failed: {type(exc).__name__}"

@@ -96,3 +96,43 @@ def test_conditional_writes_detect_lost_races(store: ObjectStore) -> None:
         store.put_json(key, {"v": "stale writer"}, if_match=etag)
     value, current = store.get_json(key)
     assert value == {"v": 2} and current == new_etag
+
+
+def test_a_broken_small_download_is_fetched_again(tmp_path: Path) -> None:
+    """One GET per small object: a body that breaks off is fetched again, a short body too,
+    and a store that keeps failing is a retryable StorageUnavailable, not a partial file."""
+    from botocore.exceptions import ResponseStreamingError
+
+    from base.errors import StorageUnavailable
+
+    data = bytes(range(256)) * 10
+
+    class Body:
+        def __init__(self, fail: str | None) -> None:
+            self.fail = fail
+
+        def iter_chunks(self, size: int) -> Any:
+            if self.fail == "reset":
+                yield data[:100]
+                raise ResponseStreamingError(error="connection reset")
+            yield data[:100] if self.fail == "short" else data
+
+        def close(self) -> None:
+            pass
+
+    class Client:
+        def __init__(self, failures: list[str | None]) -> None:
+            self.failures = failures
+
+        def get_object(self, **_: Any) -> dict[str, Any]:
+            fail = self.failures.pop(0) if self.failures else None
+            return {"Body": Body(fail), "ContentLength": len(data)}
+
+    settings = StorageSettings(endpoint_url=None, bucket="b", access_key="k", secret_key="s")
+    store = ObjectStore(settings)
+    store._client = Client(["reset", "short"])
+    assert store.download("a/b.bin", tmp_path / "ok") == len(data)
+    assert (tmp_path / "ok").read_bytes() == data
+    store._client = Client(["reset", "reset", "reset"])
+    with pytest.raises(StorageUnavailable):
+        store.download("a/b.bin", tmp_path / "broken")
