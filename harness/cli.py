@@ -20,7 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.commands.kind import DEFAULT_GATEWAY_PORT, add_kind_options
     from harness.commands.platform import add_state_dir
 
-    backend_help = "embedded (default): local processes; kind: OpenFaaS CE + MinIO on kind"
+    backend_help = (
+        "embedded (default): local processes; kind: OpenFaaS CE + MinIO on kind; k8s: the same "
+        "on any cluster by --kubeconfig"
+    )
     up = sub.add_parser(
         "up",
         help="start the platform (S3, gateway, functions) and leave it running",
@@ -29,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         "keep a port-forward to the gateway (manifests/README.md).",
     )
     up.add_argument(
-        "--backend", choices=["embedded", "kind"], default="embedded", help=backend_help
+        "--backend", choices=["embedded", "kind", "k8s"], default="embedded", help=backend_help
     )
     add_state_dir(up)
     up.add_argument("--no-limits", action="store_true", help="embedded: no cgroup limits")
@@ -44,13 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     down = sub.add_parser("down", help="stop the platform (kind: delete what `up` created)")
     down.add_argument(
-        "--backend", choices=["embedded", "kind"], default="embedded", help=backend_help
+        "--backend", choices=["embedded", "kind", "k8s"], default="embedded", help=backend_help
     )
     add_state_dir(down)
     add_kind_options(down, creates=False)
     status = sub.add_parser("status", help="the platform's health and replicas")
     status.add_argument(
-        "--backend", choices=["embedded", "kind"], default="embedded", help=backend_help
+        "--backend", choices=["embedded", "kind", "k8s"], default="embedded", help=backend_help
     )
     add_state_dir(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -85,9 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--clip-concurrency", type=int, default=None, help="clips processed at once (default 4)"
     )
     search.add_argument(
-        "--backend", choices=["embedded", "inprocess"], default="embedded",
+        "--backend", choices=["embedded", "inprocess", "kind", "k8s"], default="embedded",
         help="embedded (default): the serverless platform; inprocess: the baseline, the same "
-        "stage handlers called sequentially in this process (no gateway, no S3)",
+        "stage handlers called sequentially in this process (no gateway, no S3); kind/k8s: the "
+        "functions `up --backend kind|k8s` left running on the cluster",
     )  # fmt: skip
     search.add_argument(
         "--baseline", action="store_true",
@@ -99,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--repeat", type=int, default=3, help="with --baseline: timed pairs (default 3)"
     )
     add_state_dir(search)
+    add_kind_options(search, creates=False)
 
     demo = sub.add_parser(
         "demo", help="generate a video with known speech and objects, search it, check it"
@@ -127,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="regime names, in order; or `capacity` alone: step the open-loop rate until "
         "success or latency breaks, print the sustainable rate against the CPU-bound cap",
     )  # fmt: skip
-    bench.add_argument("--backend", choices=["embedded", "kind"], default="embedded")
+    bench.add_argument("--backend", choices=["embedded", "kind", "k8s"], default="embedded")
     bench.add_argument(
         "--size", choices=["ci", "small", "medium", "large"], default="small",
         help="small (default): >= 20 measured warm-steady requests, enough for a p95; "
@@ -187,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out the image build and its tests (platforms/offline/bazel-test.sh)",
     )
+    test.add_argument(
+        "--cluster", action="store_true",
+        help="the cluster tier instead: the regimes and live-cluster tests on the cluster "
+        "VSEARCH_BACKEND (default k8s) and VSEARCH_KUBECONFIG name; skipped, with the reason, "
+        "when there is none",
+    )  # fmt: skip
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
 
     doctor = sub.add_parser(
@@ -195,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
 
+    from harness.commands.images import add_parser as add_images_parser
+
+    add_images_parser(sub)
     from harness.cluster.command import add_parser as add_platform_parser
 
     add_platform_parser(sub)
@@ -237,7 +251,7 @@ def usage_error(args: argparse.Namespace, exc: Exception) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.command in ("up", "down", "status") and args.backend == "kind":
+    if args.command in ("up", "down", "status") and args.backend in ("kind", "k8s"):
         from harness.commands import kind as kind_command
 
         return int(getattr(kind_command, args.command)(args))
@@ -268,7 +282,15 @@ def run(args: argparse.Namespace) -> int:
         try:
             if args.save_all and args.save is None:
                 raise UsageError("--all needs --save DIR")
-            if args.backend == "inprocess":
+            if args.backend in ("kind", "k8s"):
+                from harness.commands.kind import cluster_backend
+
+                answer = run_search(
+                    args.video, args.query, state_dir=args.state_dir, config=config,
+                    quiet=args.json, save_dir=args.save, save_all=args.save_all,
+                    cluster=cluster_backend(args),
+                )  # fmt: skip
+            elif args.backend == "inprocess":
                 answer = run_inprocess(
                     args.video, args.query, config=config, quiet=args.json,
                     log_path=args.state_dir / "inprocess.log",
@@ -306,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
                     args.dirs, as_json=args.json, calibrate=args.calibrate, no_gate=args.no_gate
                 )
             options = {}
-            if args.backend == "kind":
+            if args.backend in ("kind", "k8s"):
                 from harness.commands.kind import backend_options
 
                 options = {**backend_options(args), "keep_cluster": args.keep_cluster}
@@ -330,9 +352,15 @@ def run(args: argparse.Namespace) -> int:
 
         return run_platform(args)
     if args.command == "test":
-        from harness.commands.test import run_tests
+        from harness.commands.test import run_cluster_tests, run_tests
 
+        if args.cluster:
+            return run_cluster_tests(args.pytest_args)
         return run_tests(args.pytest_args, include_slow=args.all, bazel=not args.no_bazel)
+    if args.command == "images":
+        from harness.commands.images import run as run_images
+
+        return run_images(args)
     if args.command == "doctor":
         from harness.commands.doctor import run_doctor
 

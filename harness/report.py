@@ -141,6 +141,10 @@ def write_report(
     """Write every output file; returns them by name."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if versions is None:
+        # What the platform ran on (Kubernetes/OpenFaaS/MinIO, or the embedded parts), as the
+        # backend's describe() measured it.
+        versions = (platform or {}).get("versions") or {}
     run = RunResults(
         platform=_jsonable(dict(platform or {})),
         config=_jsonable(dict(config or {})),
@@ -495,6 +499,31 @@ def _gbs(value: float | None) -> str:
 
 def _mib(value: float | None) -> str:
     return "-" if not value else f"{value / MIB:.0f}"
+
+
+def versions_line(versions: Mapping[str, Any]) -> str:
+    """One line of the platform's versions for a report's header ("?" where not known)."""
+    if "kubernetes" in versions:
+        k8s = versions.get("kubernetes") or {}
+        faas = versions.get("openfaas") or {}
+        gateway = faas.get("gateway") or {}
+        provider = faas.get("provider") or {}
+        minio = versions.get("minio") or {}
+        minio_image = str(minio.get("image_id") or minio.get("image") or "?")
+        return (
+            f"Kubernetes {k8s.get('gitVersion', '?')}, OpenFaaS gateway "
+            f"{gateway.get('release', '?')} ({str(gateway.get('sha') or '?')[:12]}), provider "
+            f"{provider.get('name', '?')} {provider.get('release', '?')}, MinIO {minio_image}"
+        )
+    if "s3_server" in versions:
+        s3 = versions.get("s3_server") or {}
+        gateway = versions.get("gateway") or {}
+        return (
+            f"embedded: Python {versions.get('python', '?')}, {s3.get('name', 'S3')} "
+            f"{s3.get('version', '?')}, gateway on Starlette {gateway.get('starlette', '?')} / "
+            f"uvicorn {gateway.get('uvicorn', '?')}"
+        )
+    return "platform versions not recorded"
 
 
 def render_summary(regimes: Sequence[RegimeResult]) -> str:

@@ -1,4 +1,11 @@
-"""Every deployment regime of regimes.yaml, for real, on the embedded platform.
+"""Every deployment regime of regimes.yaml, for real, on the embedded platform (or a cluster).
+
+The platform is the embedded one unless ``VSEARCH_BACKEND=k8s`` names a cluster (with
+``VSEARCH_KUBECONFIG`` etc., harness/backends/from_env.py): then the same regimes run on
+OpenFaaS + MinIO there, e.g. ``bazel test //harness:regimes --test_env=VSEARCH_BACKEND=k8s
+--test_env=VSEARCH_KUBECONFIG=$HOME/.cache/vsearch-cluster/kubeconfig``. A cluster asked for
+and not usable fails the tests (with the reason); ``./vsearch test --cluster`` checks first and
+skips the tier, saying why.
 
 One parametrised test per regime (ids = regime names: ``pytest harness -k warm-steady``), in
 the file's order. Consecutive regimes with the same declarations share one deploy (a warm one
@@ -24,7 +31,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from harness.backend import Backend
+from harness.backends import from_env
 from harness.backends.embedded import EmbeddedBackend
+from harness.backends.factory import create_backend
 from harness.media.generate import demo_video
 from harness.regimes import Baseline, Regime, Thresholds, evaluate, load_regimes
 from harness.report import RegimeResult, write_report
@@ -53,14 +63,25 @@ def platform_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def backend(platform_dir: Path) -> Iterator[EmbeddedBackend]:
+def backend(platform_dir: Path) -> Iterator[Backend]:
     """One backend for the module: a regime with the previous one's declarations reuses it."""
-    with EmbeddedBackend(platform_dir) as shared:
-        yield shared
+    name = from_env.backend_name()
+    if name == "embedded":
+        with EmbeddedBackend(platform_dir) as shared:
+            yield shared
+        return
+    reason = from_env.cluster_unavailable()
+    if reason is not None:
+        pytest.fail(f"VSEARCH_BACKEND={name}: {reason}", pytrace=False)
+    cluster = create_backend(name, **from_env.k8s_options())
+    try:
+        yield cluster
+    finally:
+        cluster.teardown()
 
 
 @pytest.fixture(scope="module")
-def baseline(backend: EmbeddedBackend, media: Media) -> Baseline:
+def baseline(backend: Backend, media: Media) -> Baseline:
     """The warm baseline of this module's run, measured once before the first regime."""
     regime = load_regimes().baseline_for(SIZE)
     assert regime is not None, "regimes.yaml has no baseline"
@@ -132,7 +153,7 @@ def test_regime(
     regime: Regime,
     benchmark: Any,
     media: Media,
-    backend: EmbeddedBackend,
+    backend: Backend,
     baseline: Baseline,
     runs: dict[str, RegimeResult],
     tmp_path: Path,

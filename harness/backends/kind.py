@@ -1,8 +1,8 @@
-"""KindBackend: vsearch's functions on OpenFaaS CE in a local kind cluster, with MinIO.
+"""KindBackend: create (or reuse) a local kind cluster, then :class:`K8sBackend` on it.
 
-It drives the real tools as subprocesses (``kind``, ``kubectl``, ``helm``, ``docker``, and
-``skopeo`` for OCI image layouts) and the OpenFaaS gateway's REST API through a
-``kubectl port-forward``:
+Everything after the cluster and its registry exist (images, OpenFaaS, MinIO, functions,
+measurement) is :class:`harness.backends.k8s.K8sBackend`'s; this module adds the kind parts, with
+``kind`` and ``docker`` as subprocesses:
 
 1. a local registry container (``kind-registry``, published on 127.0.0.1:5001) and a kind cluster
    whose containerd resolves ``localhost:5001`` to it (reused when it exists);
@@ -33,97 +33,54 @@ put on a command line or logged.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
 import json
-import os
-import secrets
 import shutil
-import string
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
-from pydantic import SecretStr
 
-from base.config import StorageSettings
-from base.storage import ObjectStore
 from harness.backends import kind_manifests as km
-from harness.backends.cluster.openfaas_api import OpenFaaSAPI, parse_gateway_metrics
-from harness.backends.cluster.pods import (
-    CGROUP_PROBE,
-    PodRecord,
-    function_of,
-    parse_cgroup_probe,
-    pod_ready,
-)
-from harness.backends.cluster.port_forward import PortForward
-from harness.backends.cluster.registry import registry_digest, registry_ready
+from harness.backends.cluster.registry import registry_ready
 from harness.backends.cluster.tools import (
     REQUIRED_TOOLS,
     ClusterError,
-    Runner,
     missing_tools,
     missing_tools_message,
-    rfc3339,
     wait_until,
 )
-from harness.embedded.auth import BasicAuth
-from harness.functions import FunctionDeclaration, load
+from harness.backends.k8s import GENERATED_SECRETS, MANIFESTS, ROOT, STATE_FILE, K8sBackend
 
-ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = ROOT / "manifests"
 DEFAULT_WORKDIR = ROOT / ".vsearch" / "kind"
-STATE_FILE = "state.json"
 
 #: The name this backend's callers know; the generic cluster pieces raise ClusterError.
 KindError = ClusterError
 
-#: The Secrets this backend generates (namespace/name -> keys); the manifests refer to these.
-GENERATED_SECRETS: dict[str, tuple[str, ...]] = {
-    f"{km.STORAGE_NAMESPACE}/minio-root": ("root-user", "root-password"),
-    f"{km.STORAGE_NAMESPACE}/minio-app": ("access-key-id", "secret-access-key"),
-    f"{km.FUNCTION_NAMESPACE}/{km.S3_SECRET}": (km.S3_ACCESS_KEY_ITEM, km.S3_SECRET_KEY_ITEM),
-    # A copy of the chart's basic-auth, for the orchestrator's prewarming (scale API).
-    f"{km.FUNCTION_NAMESPACE}/{km.GATEWAY_SECRET}": (
-        km.GATEWAY_USER_ITEM,
-        km.GATEWAY_PASSWORD_ITEM,
-    ),
-}
-#: Created by the openfaas chart, read (never written) by this backend.
-CHART_SECRET = "openfaas/basic-auth"
+__all__ = [
+    "GENERATED_SECRETS",
+    "STATE_FILE",
+    "KindBackend",
+    "KindError",
+    "missing_tools",
+    "missing_tools_message",
+]
 
 
-def _token(n: int) -> str:
-    # Letters and digits only: valid as MinIO keys and inside the bootstrap Job's MC_HOST URLs.
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(n))
-
-
-class KindBackend:
+class KindBackend(K8sBackend):
     """OpenFaaS CE + MinIO on kind, behind :class:`harness.backend.Backend`.
 
     cluster_name:     kind cluster (reused when it exists; never deleted then).
     registry:         where images are pushed from this machine (``localhost:5001`` = the local
                       registry container this backend runs; anything else is used as is and must
                       be reachable anonymously from the cluster).
-    image_tag:        the build's tag of every ``<registry>/vsearch/<function>`` image
-                      (default: $VSEARCH_IMAGE_TAG).
-    image_digests:    the build's digests (mapping or JSON file); checked against the registry.
-    image_dir:        directory of OCI layouts ``<image_dir>/<function>`` to push with skopeo;
-                      without it the images must be in the local Docker engine.
     keep_cluster:     teardown leaves the cluster and registry running.
-    workdir:          command log, state.json, chart archive, collected logs.
     cluster_registry: the registry's address as the cluster sees it (default: discovered).
+    openfaas:         chart (default) | local | existing | auto, as for K8sBackend.
+    The other options are K8sBackend's.
     """
 
     name = "kind"
-    #: First pause between port-forward attempts (doubles each time).
-    forward_backoff_s = 1.0
 
     def __init__(
         self,
@@ -137,105 +94,50 @@ class KindBackend:
         workdir: Path = DEFAULT_WORKDIR,
         cluster_registry: str | None = None,
         manifests_dir: Path = MANIFESTS,
+        openfaas: str = "chart",
         ready_timeout_s: float = 600.0,
         helm_timeout: str = "15m",
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.cluster_name = cluster_name
-        self.registry = registry
-        self.image_tag = image_tag or os.environ.get("VSEARCH_IMAGE_TAG") or None
-        if isinstance(image_digests, Path):
-            image_digests = dict(json.loads(image_digests.read_text()))
-        self.expected_digests = dict(image_digests or {})
-        self.image_dir = image_dir
-        self.keep_cluster = keep_cluster
-        self.workdir = Path(workdir)
-        self.cluster_registry = cluster_registry
-        self.manifests = Path(manifests_dir)
-        self.ready_timeout_s = ready_timeout_s
-        self.helm_timeout = helm_timeout
-        self.runner = Runner(self.workdir / "commands.log", env=env)
-        self.kubeconfig = self.workdir / "kubeconfig"
-        self.registry_config = yaml.safe_load(
-            (self.manifests / "kind" / "registry.yaml").read_text()
-        )
-        self.chart = yaml.safe_load((self.manifests / "openfaas" / "chart-pin.yaml").read_text())
-        self.values_path = self.manifests / "openfaas" / "values.yaml"
-        self.declarations: list[FunctionDeclaration] = []
-        self.rendering: km.Rendering | None = None
-        self.digests: dict[str, str] = {}
         self.created_cluster = False
         self.started_registry = False
-        #: `vsearch up` left this cluster running for later commands: they attach to it, and
-        #: only `vsearch down` (which clears this) deletes it.
-        self.left_up = False
-        #: Whether the last deploy() only redeployed the functions on a cluster `up` left.
-        self.attached = False
-        #: Where the last failed deploy() collected pod logs and events.
-        self.logs_dir: Path | None = None
-        self._saved_tag: str | None = None
-        self.deployment_mismatches: list[str] = []
-        self.preparations: list[dict[str, Any]] = []
-        self.deployed_at: float | None = None
-        self._gateway: PortForward | None = None
-        self._minio: PortForward | None = None
-        self._api: OpenFaaSAPI | None = None
-        self._s3: tuple[str, str] | None = None
-        self._pods: dict[str, PodRecord] = {}
-        self._load_state()
+        self.registry_config = yaml.safe_load(
+            (Path(manifests_dir) / "kind" / "registry.yaml").read_text()
+        )
+        super().__init__(
+            kubeconfig=Path(workdir) / "kubeconfig",
+            context=f"kind-{cluster_name}",
+            registry=registry,
+            image_tag=image_tag,
+            image_digests=image_digests,
+            image_dir=image_dir,
+            keep_cluster=keep_cluster,
+            workdir=workdir,
+            cluster_registry=cluster_registry,
+            manifests_dir=manifests_dir,
+            openfaas=openfaas,
+            ready_timeout_s=ready_timeout_s,
+            helm_timeout=helm_timeout,
+            env=env,
+        )
 
-    # -- state (no secrets) ----------------------------------------------------------------------
+    # -- state -----------------------------------------------------------------------------------
 
-    def _load_state(self) -> None:
-        path = self.workdir / STATE_FILE
-        if not path.exists():
-            return
-        state = json.loads(path.read_text())
-        if state.get("cluster") != self.cluster_name:
-            return
+    @property
+    def cluster_id(self) -> str:
+        return self.cluster_name
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         self.created_cluster = bool(state.get("created_cluster"))
         self.started_registry = bool(state.get("started_registry"))
-        self.left_up = bool(state.get("left_up"))
-        self._saved_tag = state.get("image_tag")
-        self.cluster_registry = self.cluster_registry or state.get("cluster_registry")
-        self.image_tag = self.image_tag or state.get("image_tag")
-        self.digests = dict(state.get("digests") or {})
 
-    def save_state(self) -> None:
-        self._save_state()
-
-    def _save_state(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        state = {
-            "cluster": self.cluster_name,
-            "created_cluster": self.created_cluster,
-            "started_registry": self.started_registry,
-            "left_up": self.left_up,
-            "registry": self.registry,
-            "cluster_registry": self.cluster_registry,
-            "image_tag": self.image_tag,
-            "digests": self.digests,
-        }
-        tmp = self.workdir / f".{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.workdir / STATE_FILE)
-
-    # -- tool invocations ------------------------------------------------------------------------
+    def _extra_state(self) -> dict[str, Any]:
+        return {"created_cluster": self.created_cluster, "started_registry": self.started_registry}
 
     @property
-    def context(self) -> str:
-        return f"kind-{self.cluster_name}"
-
-    @property
-    def kubectl(self) -> list[str]:
-        return ["kubectl", "--kubeconfig", str(self.kubeconfig), "--context", self.context]
-
-    @property
-    def helm(self) -> list[str]:
-        return ["helm", "--kubeconfig", str(self.kubeconfig), "--kube-context", self.context]
-
-    def _kubectl_json(self, *args: str) -> dict[str, Any]:
-        return dict(json.loads(self.runner.run([*self.kubectl, *args, "-o", "json"]).stdout))
+    def owns_anything(self) -> bool:
+        return self.created_cluster or self.started_registry
 
     @property
     def registry_name(self) -> str:
@@ -248,111 +150,52 @@ class KindBackend:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def deploy(self, declarations: list[FunctionDeclaration] | None = None) -> None:
-        """Cluster, registry, images, OpenFaaS, MinIO, functions; returns when min replicas are
-        ready. Idempotent: on a running cluster it updates what changed."""
-        self.declarations = list(declarations if declarations is not None else load().functions)
-        self.attached = False
-        try:
-            self._require_tools()
-            if self._can_attach():
-                self._redeploy_on_attached()
-                return
-            if not self.image_tag:
-                raise KindError(
-                    "no image tag: pass image_tag (or set VSEARCH_IMAGE_TAG) to the tag the "
-                    "image build gave every <registry>/vsearch/<function> image"
-                )
-            km.render(self.declarations, km.ImageRefs(self.image_tag, require_digest=False))
-            self._ensure_registry()
-            self._ensure_cluster()
-            self._wire_registry()
-            self._push_images()
-            self._apply_file(self.manifests / "openfaas" / "namespaces.yaml")
-            self._apply_file(self.manifests / "minio" / "namespace.yaml")
-            self._ensure_secrets()
-            # MinIO first without waiting: it starts while helm installs OpenFaaS.
-            self._apply_file(self.manifests / "minio" / "minio.yaml")
-            self.rendering = self._render()
-            self._install_openfaas(self.rendering.gateway)
-            self._bootstrap_minio()
-            self._connect()
-            self._ensure_gateway_secret()
-            self._deploy_functions(self.rendering)
-            self._verify_deployments(self.rendering)
-            self._wait_min_replicas(self.rendering)
-            self.deployed_at = time.time()
-            self._observe_pods()
-        except (KindError, TimeoutError, httpx.HTTPError) as exc:
-            where = self.collect_logs() if shutil.which("kubectl") else None
-            self.logs_dir = where
-            if where is None:
-                raise
-            raise KindError(f"{exc} (pod logs and events: {where})") from exc
+    def _needed_tools(self) -> list[str]:
+        return list(REQUIRED_TOOLS) + (["skopeo"] if self.image_dir else [])
 
-    def _can_attach(self) -> bool:
-        """A cluster `vsearch up` left, with these images already pushed and known by digest."""
-        same_images = self.image_tag == self._saved_tag and set(self.digests) >= {
-            d.name for d in self.declarations
-        }
-        return (
-            self.left_up
-            and same_images
-            and bool(self.cluster_registry)
-            and self.cluster_name in self._clusters()
-        )
+    def _prepare_cluster(self) -> None:
+        self._ensure_registry()
+        self._ensure_cluster()
+        self._wire_registry()
 
-    def _redeploy_on_attached(self) -> None:
-        # Registry, images, OpenFaaS and MinIO are up already: only this deploy's declarations
-        # (a regime's min replicas, limits) go to the gateway, as in a full deploy.
-        self.attach()
-        self.rendering = self._render()
-        self._deploy_functions(self.rendering)
-        self._verify_deployments(self.rendering)
-        self._wait_min_replicas(self.rendering)
-        self.attached = True
-        self.deployed_at = time.time()
-        self._observe_pods()
+    def _cluster_there(self) -> bool:
+        return self.cluster_name in self._clusters()
 
-    def attach(self) -> None:
-        """Use what an earlier deploy (maybe another process) left running."""
-        self._require_tools()
+    def _prepare_attach(self) -> None:
         if self.cluster_name not in self._clusters():
             raise KindError(f"no kind cluster {self.cluster_name!r}: run `vsearch up` first")
         self.runner.run(
             ["kind", "export", "kubeconfig", "--name", self.cluster_name, "--kubeconfig",
              str(self.kubeconfig)]
         )  # fmt: skip
-        self.declarations = self.declarations or list(load().functions)
-        if self.image_tag and self.cluster_registry and self.digests:
-            self.rendering = self._render()
-        self._connect()
 
     def teardown(self) -> None:
-        for forward in (self._gateway, self._minio):
-            if forward is not None:
-                forward.stop()
-        self._gateway = self._minio = None
-        if self._api is not None:
-            self._api.close()
-            self._api = None
+        """The kind cluster (and registry container) go when created here; else nothing."""
+        self._stop_connections()
         if self.keep_cluster or self.left_up or not (self.created_cluster or self.started_registry):
             return
         if self.created_cluster and shutil.which("kind"):
             self.runner.run(["kind", "delete", "cluster", "--name", self.cluster_name])
             self.created_cluster = False
+            self.created_namespaces, self.generated_secrets, self.deployed_functions = [], [], []
+            self.openfaas_installed, self.storage_deployed = None, False
         if self.started_registry and shutil.which("docker"):
             self.runner.run(["docker", "rm", "--force", self.registry_name], check=False)
             self.started_registry = False
         self._save_state()
 
-    # -- steps -----------------------------------------------------------------------------------
+    def _tool_versions(self) -> dict[str, str]:
+        return {
+            "kind": self._version(["kind", "version"]),
+            "kubectl": self._version(["kubectl", "version", "--client"]),
+            "helm": self._version(["helm", "version", "--short"]),
+            "docker": self._version(["docker", "version", "--format", "{{.Server.Version}}"]),
+        }
 
-    def _require_tools(self) -> None:
-        needed = list(REQUIRED_TOOLS) + (["skopeo"] if self.image_dir else [])
-        missing = missing_tools(needed)
-        if missing:
-            raise KindError(missing_tools_message(missing))
+    def _describe_cluster(self) -> dict[str, Any]:
+        return {"cluster": self.cluster_name, "cluster_created_here": self.created_cluster}
+
+    # -- kind steps ------------------------------------------------------------------------------
 
     def _clusters(self) -> list[str]:
         return self.runner.run(["kind", "get", "clusters"]).stdout.split()
@@ -455,700 +298,3 @@ class KindBackend:
         hosting["data"]["localRegistryHosting.v1"] = yaml.safe_dump(spec, sort_keys=False)
         self.runner.run([*self.kubectl, "apply", "-f", "-"], input=json.dumps(hosting))
         self._save_state()
-
-    def _push_images(self) -> None:
-        assert self.image_tag
-        local = km.ImageRefs(self.image_tag, self.registry, require_digest=False)
-        missing: list[str] = []
-        present: set[str] = set()
-        if self.image_dir is None:
-            # One call for all: it prints the images it found (and fails if any is missing).
-            targets = [local.tagged(d.name) for d in self.declarations]
-            found = self.runner.run(
-                ["docker", "image", "inspect", "--format", "{{json .RepoTags}}", *targets],
-                check=False,
-            )
-            for line in found.stdout.splitlines():
-                with contextlib.suppress(ValueError):
-                    present.update(json.loads(line) or [])
-        for decl in self.declarations:
-            target = local.tagged(decl.name)
-            if self.image_dir is not None:
-                layout = self.image_dir / decl.name
-                if not (layout / "index.json").exists():
-                    missing.append(f"{decl.name} (no OCI layout at {layout})")
-                    continue
-                self.runner.run(
-                    ["skopeo", "copy", "--all", "--dest-tls-verify=false", f"oci:{layout}",
-                     f"docker://{target}"],
-                    timeout=1800,
-                )  # fmt: skip
-            elif target not in present:
-                missing.append(f"{decl.name} ({target} not in the local Docker engine)")
-            else:
-                self.runner.run(["docker", "push", target], timeout=1800)
-        if missing:
-            raise KindError(
-                "function images are missing: "
-                + "; ".join(missing)
-                + ". Build them first (the Bazel image targets), or pass image_dir."
-            )
-        digests = {}
-        for decl in self.declarations:
-            digest = self._pushed_digest(local, decl.name)
-            expected = self.expected_digests.get(decl.name)
-            if expected and expected != digest:
-                raise KindError(
-                    f"{decl.name}: the registry serves {digest}, the build said {expected}"
-                )
-            digests[decl.name] = digest
-        self.digests = digests
-        self._save_state()
-
-    def _pushed_digest(self, images: km.ImageRefs, function: str) -> str:
-        """The digest the registry now serves for the function's tag."""
-        assert self.image_tag
-        if self.manages_registry:
-            repository = f"{km.REPOSITORY_PREFIX}/{function}"
-            return registry_digest(self.registry.split("/")[0], repository, self.image_tag)
-        # Another registry (maybe TLS and auth): ask the tool that pushed.
-        target = images.tagged(function)
-        if self.image_dir is not None:
-            raw = self.runner.run(["skopeo", "inspect", "--raw", f"docker://{target}"]).stdout
-            return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
-        found = self.runner.run(
-            ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", target]
-        ).stdout
-        for entry in json.loads(found or "[]"):
-            name, _, digest = str(entry).partition("@")
-            if name == images.repository(function):
-                return digest
-        raise KindError(f"no digest for {target} after the push")
-
-    def _render(self) -> km.Rendering:
-        if not (self.image_tag and self.cluster_registry):
-            raise KindError("no deployed images known here: run deploy() first")
-        images = km.ImageRefs(self.image_tag, self.cluster_registry, self.digests)
-        return km.render(self.declarations, images)
-
-    def _apply_file(self, path: Path) -> None:
-        self.runner.run([*self.kubectl, "apply", "-f", str(path)])
-
-    def _get_secret(self, namespace: str, name: str) -> dict[str, str] | None:
-        found = self.runner.run(
-            [*self.kubectl, "get", "secret", name, "--namespace", namespace, "-o", "json"],
-            check=False,
-        )
-        if found.returncode != 0:
-            if "NotFound" in found.stderr or "not found" in found.stderr:
-                return None
-            raise KindError(f"reading secret {namespace}/{name}: {found.stderr.strip()}")
-        data = json.loads(found.stdout).get("data") or {}
-        return {k: base64.b64decode(v).decode() for k, v in data.items()}
-
-    def _put_secret(
-        self, namespace: str, name: str, data: Mapping[str, str], *, replace: bool
-    ) -> None:
-        # create/replace, not apply: apply would keep a copy of the values in the
-        # last-applied-configuration annotation.
-        manifest = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {"app.kubernetes.io/part-of": "vsearch"},
-            },
-            "stringData": dict(data),
-        }
-        verb = "replace" if replace else "create"
-        self.runner.run([*self.kubectl, verb, "-f", "-"], input=json.dumps(manifest))
-
-    def _ensure_secrets(self) -> None:
-        root = self._get_secret(km.STORAGE_NAMESPACE, "minio-root")
-        if root is None:
-            root = {"root-user": "root" + _token(12), "root-password": _token(40)}
-            self._put_secret(km.STORAGE_NAMESPACE, "minio-root", root, replace=False)
-        app = self._get_secret(km.STORAGE_NAMESPACE, "minio-app")
-        if app is None:
-            app = {"access-key-id": "vsearch" + _token(13), "secret-access-key": _token(40)}
-            self._put_secret(km.STORAGE_NAMESPACE, "minio-app", app, replace=False)
-        wanted = {
-            km.S3_ACCESS_KEY_ITEM: app["access-key-id"],
-            km.S3_SECRET_KEY_ITEM: app["secret-access-key"],
-        }
-        current = self._get_secret(km.FUNCTION_NAMESPACE, km.S3_SECRET)
-        if current != wanted:
-            self._put_secret(
-                km.FUNCTION_NAMESPACE, km.S3_SECRET, wanted, replace=current is not None
-            )
-        self._s3 = (app["access-key-id"], app["secret-access-key"])
-
-    def _chart_archive(self) -> Path:
-        charts = self.workdir / "charts"
-        archive = charts / f"{self.chart['chart']}-{self.chart['version']}.tgz"
-        expected = str(self.chart["digest"]).removeprefix("sha256:")
-
-        def digest_ok() -> bool:
-            return archive.exists() and hashlib.sha256(archive.read_bytes()).hexdigest() == expected
-
-        if not digest_ok():
-            repo = str(self.chart["repository_name"])
-            self.runner.run(["helm", "repo", "add", repo, str(self.chart["repository"]),
-                             "--force-update"])  # fmt: skip
-            self.runner.run(["helm", "repo", "update", repo])
-            charts.mkdir(parents=True, exist_ok=True)
-            archive.unlink(missing_ok=True)
-            self.runner.run(
-                ["helm", "pull", f"{repo}/{self.chart['chart']}", "--version",
-                 str(self.chart["version"]), "--destination", str(charts)]
-            )  # fmt: skip
-            if not digest_ok():
-                archive.unlink(missing_ok=True)
-                raise KindError(
-                    f"chart {self.chart['chart']} {self.chart['version']} does not match the "
-                    f"pinned sha256:{expected} (manifests/openfaas/chart-pin.yaml)"
-                )
-        return archive
-
-    def _install_openfaas(self, timeouts: km.GatewayTimeouts) -> None:
-        archive = self._chart_archive()
-        sets = [arg for kv in timeouts.helm_set() for arg in ("--set", kv)]
-        self.runner.run(
-            [*self.helm, "upgrade", "--install", str(self.chart["release"]), str(archive),
-             "--namespace", str(self.chart["namespace"]), "--values", str(self.values_path),
-             *sets, "--wait", "--timeout", self.helm_timeout],
-            timeout=3600,
-        )  # fmt: skip
-
-    def _bootstrap_minio(self) -> None:
-        ns = km.STORAGE_NAMESPACE
-        self.runner.run(
-            [*self.kubectl, "rollout", "status", "deployment/minio", "--namespace", ns,
-             "--timeout", "300s"],
-            timeout=400,
-        )  # fmt: skip
-        self.runner.run(
-            [*self.kubectl, "delete", "job", "minio-bootstrap", "--namespace", ns,
-             "--ignore-not-found", "--wait=true"]
-        )  # fmt: skip
-        self._apply_file(self.manifests / "minio" / "bootstrap-job.yaml")
-        self.runner.run(
-            [*self.kubectl, "wait", "--for=condition=complete", "job/minio-bootstrap",
-             "--namespace", ns, "--timeout", "600s"],
-            timeout=700,
-        )  # fmt: skip
-
-    def _ensure_gateway_secret(self) -> None:
-        """The gateway's credentials where the orchestrator can mount them (openfaas-fn): it
-        prewarms the chain through the scale API. Copied from the chart's Secret, never
-        printed; replaced when the chart's password changed."""
-        auth = self._gateway_auth()
-        wanted = {km.GATEWAY_USER_ITEM: auth.user, km.GATEWAY_PASSWORD_ITEM: auth.password}
-        current = self._get_secret(km.FUNCTION_NAMESPACE, km.GATEWAY_SECRET)
-        if current != wanted:
-            self._put_secret(
-                km.FUNCTION_NAMESPACE, km.GATEWAY_SECRET, wanted, replace=current is not None
-            )
-
-    def _gateway_auth(self) -> BasicAuth:
-        secret = self._get_secret(str(self.chart["namespace"]), "basic-auth")
-        if not secret or "basic-auth-password" not in secret:
-            raise KindError("secret openfaas/basic-auth is missing: is OpenFaaS installed?")
-        return BasicAuth(secret.get("basic-auth-user", "admin"), secret["basic-auth-password"])
-
-    def _connect(self) -> None:
-        auth = self._gateway_auth()
-        if self._s3 is None:
-            app = self._get_secret(km.STORAGE_NAMESPACE, "minio-app")
-            if app:
-                self._s3 = (app["access-key-id"], app["secret-access-key"])
-
-        def gateway_ok(ports: dict[int, int]) -> bool:
-            with httpx.Client(trust_env=False, timeout=5.0) as http:
-                return http.get(f"http://127.0.0.1:{ports[8080]}/healthz").status_code == 200
-
-        def minio_ok(ports: dict[int, int]) -> bool:
-            with httpx.Client(trust_env=False, timeout=5.0) as http:
-                url = f"http://127.0.0.1:{ports[9000]}/minio/health/live"
-                return http.get(url).status_code == 200
-
-        self._gateway = PortForward(
-            self.runner, self.kubectl, str(self.chart["namespace"]), "deployment/gateway",
-            [8080, 8082], check=gateway_ok, backoff_s=self.forward_backoff_s,
-        )  # fmt: skip
-        self._minio = PortForward(
-            self.runner, self.kubectl, km.STORAGE_NAMESPACE, "service/minio", [9000],
-            check=minio_ok, backoff_s=self.forward_backoff_s,
-        )  # fmt: skip
-        self._gateway.start()
-        self._minio.start()
-        self._api = OpenFaaSAPI(self.gateway_url, auth)
-
-    @property
-    def api(self) -> OpenFaaSAPI:
-        if self._api is None or self._gateway is None:
-            raise KindError("not connected: call deploy() or attach() first")
-        if not self._gateway.alive():
-            self._gateway.start()
-            self._api.close()
-            self._api = OpenFaaSAPI(self.gateway_url, self._api.auth)
-        return self._api
-
-    def _deploy_functions(self, rendering: km.Rendering) -> None:
-        for fn in rendering.functions:
-            self.api.deploy(fn.request)
-
-    def _deployments(self) -> dict[str, dict[str, Any]]:
-        listed = self._kubectl_json(
-            "get", "deployments", "--namespace", km.FUNCTION_NAMESPACE, "-l", "faas_function"
-        )
-        return {d["metadata"]["name"]: d for d in listed.get("items") or []}
-
-    def _verify_deployments(self, rendering: km.Rendering) -> None:
-        """Compare what faas-netes made with what we predicted; fatal where it matters."""
-        values = km.load_values(self.values_path)
-        live = self._deployments()
-        fatal: list[str] = []
-        notes: list[str] = []
-        for fn in rendering.functions:
-            dep = live.get(fn.name)
-            if dep is None:
-                fatal.append(f"{fn.name}: no Deployment in {km.FUNCTION_NAMESPACE}")
-                continue
-            want = km.expected_deployment(fn, values)["spec"]["template"]["spec"]["containers"][0]
-            got = dep["spec"]["template"]["spec"]["containers"][0]
-            if got.get("image") != want["image"]:
-                fatal.append(f"{fn.name}: image {got.get('image')} != {want['image']}")
-            if (got.get("resources") or {}).get("limits", {}).get("memory") != want["resources"][
-                "limits"
-            ]["memory"]:
-                fatal.append(f"{fn.name}: memory limit {got.get('resources')} not as rendered")
-            for key in ("livenessProbe", "readinessProbe", "securityContext"):
-                if got.get(key) != want[key]:
-                    notes.append(f"{fn.name}: {key} {got.get(key)} (expected {want[key]})")
-            got_env = {e["name"] for e in got.get("env") or []}
-            if got_env != {e["name"] for e in want["env"]}:
-                fatal.append(f"{fn.name}: environment names differ from the rendering")
-            mounts = {m.get("mountPath") for m in got.get("volumeMounts") or []}
-            if km.SECRETS_MOUNT not in mounts:
-                fatal.append(f"{fn.name}: secrets not mounted at {km.SECRETS_MOUNT}")
-        self.deployment_mismatches = notes
-        if fatal:
-            raise KindError("deployments differ from the rendering: " + "; ".join(fatal))
-
-    def _wait_min_replicas(self, rendering: km.Rendering) -> None:
-        pending = {fn.name: fn.min_replicas for fn in rendering.functions}
-
-        def ready() -> bool:
-            for name, want in list(pending.items()):
-                status = self.api.function(name) or {}
-                if int(status.get("availableReplicas") or 0) >= want:
-                    del pending[name]
-            return not pending
-
-        try:
-            wait_until("min replicas", ready, timeout_s=self.ready_timeout_s, interval_s=1.0)
-        except TimeoutError as exc:
-            raise KindError(f"functions not ready: {sorted(pending)}") from exc
-
-    # -- where to send work ----------------------------------------------------------------------
-
-    @property
-    def gateway_url(self) -> str:
-        if self._gateway is None:
-            raise KindError("not connected: call deploy() or attach() first")
-        return f"http://127.0.0.1:{self._gateway.local(8080)}"
-
-    @property
-    def metrics_url(self) -> str:
-        if self._gateway is None:
-            raise KindError("not connected: call deploy() or attach() first")
-        return f"http://127.0.0.1:{self._gateway.local(8082)}/metrics"
-
-    def gateway_auth(self) -> BasicAuth:
-        """The gateway's credentials, read from the cluster (for clients of /system/*)."""
-        return self.api.auth
-
-    def s3_settings(self) -> StorageSettings:
-        if self._minio is None or self._s3 is None:
-            raise KindError("not connected: call deploy() or attach() first")
-        return StorageSettings(
-            endpoint_url=f"http://127.0.0.1:{self._minio.local(9000)}",
-            bucket=km.S3_BUCKET,
-            access_key=SecretStr(self._s3[0]),
-            secret_key=SecretStr(self._s3[1]),
-            region=km.S3_REGION,
-        )
-
-    def upload(self, path: Path, key: str) -> str:
-        store = ObjectStore(self.s3_settings())
-        store.upload(path, key)
-        return store.uri(key)
-
-    # -- regime preparation ----------------------------------------------------------------------
-
-    def _pods_json(self, function: str | None = None) -> list[dict[str, Any]]:
-        selector = f"faas_function={function}" if function else "faas_function"
-        listed = self._kubectl_json(
-            "get", "pods", "--namespace", km.FUNCTION_NAMESPACE, "-l", selector
-        )
-        return list(listed.get("items") or [])
-
-    def scale(self, function: str, replicas: int) -> None:
-        if replicas < 0:
-            raise ValueError("replicas must be >= 0")
-        if replicas == 0:
-            self.make_cold([function])
-            return
-        if replicas > km.CE_MAX_REPLICAS:
-            raise KindError(f"OpenFaaS CE runs at most {km.CE_MAX_REPLICAS} replicas")
-        self.api.scale(function, replicas)
-
-    def _delete_pods(self, functions: Sequence[str]) -> None:
-        selector = f"faas_function in ({','.join(functions)})"
-        self.runner.run(
-            [*self.kubectl, "delete", "pods", "--namespace", km.FUNCTION_NAMESPACE, "-l",
-             selector, "--wait=false"]
-        )  # fmt: skip
-
-    def make_cold(
-        self, functions: Sequence[str], *, timeout_s: float = 120.0, max_rounds: int = 3
-    ) -> dict[str, Any]:
-        """Delete every pod of ``functions`` at once (CE cannot scale to zero), then verify
-        that none of them has a ready pod. A replacement that became ready before the check
-        (a fast-starting function) is deleted again, at most ``max_rounds`` times in all."""
-        functions = list(functions)
-        pods = self._pods_json()
-        before = {
-            f: sorted(p["metadata"]["name"] for p in pods if function_of(p) == f) for f in functions
-        }
-        deleted_at = time.time()
-        self._delete_pods(functions)
-        rounds = {f: 1 for f in functions}
-        deadline = time.monotonic() + timeout_s
-        while True:
-            pods = self._pods_json()
-            warm = sorted(
-                {
-                    function_of(p)
-                    for p in pods
-                    if function_of(p) in rounds
-                    and pod_ready(p)[0]
-                    and not p["metadata"].get("deletionTimestamp")
-                }
-            )
-            if not warm:
-                break
-            again = [f for f in warm if rounds[f] < max_rounds]
-            if not again or time.monotonic() > deadline:
-                raise KindError(
-                    f"could not make {warm} cold: their replacement pods became ready before "
-                    f"the check {max_rounds} times"
-                )
-            # A pod counted as ready here may be an old one whose deletion has not shown yet;
-            # only replacements (not in `before`) are deleted again.
-            fresh = [
-                f
-                for f in again
-                if any(function_of(p) == f and p["metadata"]["name"] not in before[f] for p in pods)
-            ]
-            if fresh:
-                self._delete_pods(fresh)
-                for f in fresh:
-                    rounds[f] += 1
-            time.sleep(0.2)
-        record = {
-            "method": "pods deleted (OpenFaaS CE refuses replicas=0 and faas-netes restores a "
-            "Deployment scaled to 0); verified that no pod was ready before the load",
-            "deleted_at": deleted_at,
-            "verified_at": time.time(),
-            "deleted_pods": before,
-            "delete_rounds": rounds,
-        }
-        self.preparations.append(record)
-        return record
-
-    def wait_replicas(self, function: str, replicas: int, *, timeout_s: float) -> None:
-        """Exactly ``replicas`` ready and none starting or stopping; for 0 (CE): none ready,
-        every deleted pod terminating or gone (the replacement may be starting: that is the
-        cold start the regime measures)."""
-
-        def reached() -> bool:
-            pods = self._pods_json(function)
-            if replicas == 0:
-                return not any(
-                    pod_ready(p)[0] and not p["metadata"].get("deletionTimestamp") for p in pods
-                )
-            live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-            terminating = len(pods) - len(live)
-            status = self.api.function(function) or {}
-            return (
-                int(status.get("availableReplicas") or 0) == replicas
-                and len(live) == replicas
-                and terminating == 0
-                and all(pod_ready(p)[0] for p in live)
-            )
-
-        try:
-            wait_until(f"{function} at {replicas}", reached, timeout_s=timeout_s)
-        except TimeoutError as exc:
-            states = [
-                f"{p['metadata']['name']}:{'ready' if pod_ready(p)[0] else 'not-ready'}"
-                + (":terminating" if p["metadata"].get("deletionTimestamp") else "")
-                for p in self._pods_json(function)
-            ]
-            raise TimeoutError(f"{function}: wanted {replicas} ready, have {states}") from exc
-
-    def ready_replicas(self, function: str) -> int:
-        return int((self.api.function(function) or {}).get("availableReplicas") or 0)
-
-    def prepare(self, preparation: Any) -> dict[str, Any]:
-        """Apply a regime's preparation (:class:`harness.regimes.Preparation`): declaration
-        overrides (redeploying what changed), then ready replicas, then cold functions last
-        and all at once, verified just before returning. Returns what was done, for the record."""
-        report: dict[str, Any] = {"platform": "kind", "notes": []}
-        wanted = preparation.apply(self.declarations)
-        if [d.model_dump() for d in wanted] != [d.model_dump() for d in self.declarations]:
-            self.declarations = wanted
-            self.rendering = self._render()
-            self._deploy_functions(self.rendering)
-            report["redeployed"] = True
-        report["notes"] = list(self.rendering.notes) if self.rendering else []
-        targets = {
-            d.name: n
-            for d in self.declarations
-            if (n := preparation.replicas_for(d.name)) is not None
-        }
-        warm = {f: n for f, n in targets.items() if n > 0}
-        cold = [f for f, n in targets.items() if n == 0]
-        for function, n in warm.items():
-            self.scale(function, n)
-        for function, n in warm.items():
-            self.wait_replicas(function, n, timeout_s=preparation.timeout_s)
-        if warm:
-            report["warm"] = {"replicas": warm, "verified_at": time.time(), "via": "gateway API"}
-        if cold:
-            # Last, after the warm functions settled, so the load follows the check closely.
-            report["cold"] = self.make_cold(cold, timeout_s=preparation.timeout_s)
-        if preparation.settle_s:
-            time.sleep(preparation.settle_s)
-        return report
-
-    # -- measurement -----------------------------------------------------------------------------
-
-    def _observe_pods(self) -> None:
-        """Update the pod records from the cluster (pods that vanished are kept, marked gone)."""
-        now = time.time()
-        seen: set[str] = set()
-        for pod in self._pods_json():
-            meta = pod["metadata"]
-            uid = meta["uid"]
-            seen.add(uid)
-            rec = self._pods.get(uid)
-            if rec is None:
-                rec = PodRecord(uid, meta["name"], meta.get("labels", {}).get("faas_function", "?"))
-                rec.created_at = rfc3339(meta.get("creationTimestamp"))
-                self._pods[uid] = rec
-            status = pod.get("status") or {}
-            rec.started_at = rfc3339(status.get("startTime")) or rec.started_at
-            ready, since = pod_ready(pod)
-            rec.ready = ready
-            if ready:
-                rec.ever_ready = True
-                rec.ready_at = rec.ready_at or since
-            rec.terminating = bool(meta.get("deletionTimestamp"))
-            for cs in status.get("containerStatuses") or []:
-                rec.restarts = max(rec.restarts, int(cs.get("restartCount") or 0))
-                for state in (cs.get("lastState") or {}, cs.get("state") or {}):
-                    term = state.get("terminated") or {}
-                    if term.get("reason") == "OOMKilled":
-                        rec.oom_kills.add(str(term.get("finishedAt") or term.get("containerID")))
-        for uid, rec in self._pods.items():
-            if uid not in seen and rec.gone_at is None:
-                rec.gone_at = now
-                rec.ready = False
-
-    def _sample_memory(self) -> None:
-        for rec in self._pods.values():
-            if rec.gone_at is not None or rec.terminating or not rec.started_at:
-                continue
-            probe = self.runner.run(
-                [*self.kubectl, "exec", "--namespace", km.FUNCTION_NAMESPACE, rec.name,
-                 "--container", rec.function, "--", "python3", "-c", CGROUP_PROBE],
-                check=False, timeout=30,
-            )  # fmt: skip
-            if probe.returncode != 0:
-                continue
-            try:
-                raw = json.loads(probe.stdout.strip().splitlines()[-1])
-            except (ValueError, IndexError):
-                continue
-            peak, source = parse_cgroup_probe(raw)
-            if peak is not None and (rec.peak_memory_bytes or 0) <= peak:
-                rec.peak_memory_bytes = peak
-                rec.memory_source = source
-            events = dict(
-                line.split() for line in raw.get("events", "").splitlines() if " " in line
-            )
-            if int(events.get("oom_kill", "0") or 0) > 0:
-                rec.oom_kills.add(f"cgroup:{rec.uid}:{events['oom_kill']}")
-
-    def function_status(self) -> list[dict[str, Any]]:
-        """``/system/functions`` with ``vsearch`` extras measured from the cluster. Counters are
-        cumulative since this backend object started observing (regimes take differences):
-        cold_starts = pods that became ready, oom_kills = OOMKilled terminations, peak memory =
-        highest cgroup peak of any pod (a pod's peak covers its whole life)."""
-        statuses = self.api.functions()
-        self._observe_pods()
-        self._sample_memory()
-        try:
-            with httpx.Client(trust_env=False, timeout=10.0) as http:
-                invocations = parse_gateway_metrics(http.get(self.metrics_url).text)
-        except (httpx.HTTPError, KindError):
-            invocations = {}
-        decls = {d.name: d for d in self.declarations}
-        out = []
-        for status in statuses:
-            name = str(status.get("name"))
-            decl = decls.get(name)
-            pods = [p for p in self._pods.values() if p.function == name]
-            peaks = [p.peak_memory_bytes for p in pods if p.peak_memory_bytes is not None]
-            labels = status.get("labels") or {}
-            out.append(
-                {
-                    **status,
-                    "vsearch": {
-                        "memory_limit_bytes": decl.memory_limit_bytes if decl else None,
-                        "peak_memory_bytes": max(peaks) if peaks else None,
-                        "memory_source": next(
-                            (p.memory_source for p in pods if p.memory_source), None
-                        ),
-                        "oom_kills": sum(len(p.oom_kills) for p in pods),
-                        "cold_starts": sum(1 for p in pods if p.ever_ready),
-                        "replica_starts": len(pods),
-                        "replica_deaths": sum(1 for p in pods if p.gone_at)
-                        + sum(p.restarts for p in pods),
-                        "min_replicas": int(labels.get("com.openfaas.scale.min", 1)),
-                        "max_replicas": int(labels.get("com.openfaas.scale.max", 1)),
-                        "scale_to_zero_idle": None,
-                        "cpu_limit": decl.cpu_limit if decl else None,
-                        "limits_enforced": True,
-                        "limits_reason": "Kubernetes memory limits (cgroups) on every function",
-                        "invocations_by_code": invocations.get(name, {}),
-                        "replicas": [
-                            {"name": p.name, "ready": p.ready, "terminating": p.terminating,
-                             "started_at": p.started_at, "ready_at": p.ready_at,
-                             "peak_memory_bytes": p.peak_memory_bytes, "restarts": p.restarts}
-                            for p in pods if p.gone_at is None
-                        ],
-                    },
-                }
-            )  # fmt: skip
-        return out
-
-    def events(self, since: float = 0.0) -> list[dict[str, Any]]:
-        self._observe_pods()
-        out: list[dict[str, Any]] = []
-        for p in self._pods.values():
-            for kind, at in (
-                ("replica_started", p.started_at),
-                ("replica_ready", p.ready_at),
-                ("replica_stopped", p.gone_at),
-            ):
-                if at is not None and at >= since:
-                    out.append({"type": kind, "function": p.function, "replica": p.name, "at": at})
-            for mark in sorted(p.oom_kills):
-                at = rfc3339(mark) if mark[:1].isdigit() else None
-                if at is None or at >= since:
-                    out.append(
-                        {"type": "oom_kill", "function": p.function, "replica": p.name, "at": at}
-                    )
-        return sorted(out, key=lambda e: e["at"] or 0.0)
-
-    def describe(self) -> dict[str, Any]:
-        def version(args: list[str]) -> str:
-            if shutil.which(args[0]) is None:
-                return "absent"
-            done = self.runner.run(args, check=False, timeout=30)
-            return (
-                (done.stdout or done.stderr).strip().splitlines()[0]
-                if done.stdout or done.stderr
-                else "?"
-            )
-
-        info: dict[str, Any] = {}
-        with contextlib.suppress(KindError, httpx.HTTPError):
-            info = self.api.info()
-        return {
-            "backend": "kind",
-            "cluster": self.cluster_name,
-            "cluster_created_here": self.created_cluster,
-            "keep_cluster": self.keep_cluster,
-            "left_running_by_up": self.left_up,
-            "attached_to_running_cluster": self.attached,
-            "tools": {
-                "kind": version(["kind", "version"]),
-                "kubectl": version(["kubectl", "version", "--client"]),
-                "helm": version(["helm", "version", "--short"]),
-                "docker": version(["docker", "version", "--format", "{{.Server.Version}}"]),
-            },
-            "openfaas": {
-                "edition": "Community Edition",
-                "chart": f"{self.chart['chart']} {self.chart['version']} ({self.chart['digest']})",
-                "info": info,
-                "gateway_timeouts": self.rendering.gateway.__dict__ if self.rendering else None,
-            },
-            "images": {fn.name: fn.image for fn in self.rendering.functions}
-            if self.rendering
-            else {},
-            "registry": {"push": self.registry, "cluster": self.cluster_registry},
-            "limits_enforced": True,
-            "limits_reason": "Kubernetes memory limits (cgroups) on every function container",
-            "memory_source": "per-pod cgroup peak read with kubectl exec (memory.peak on "
-            "cgroup v2, memory.max_usage_in_bytes on v1), sampled when function_status() runs",
-            "cold_start": "pods deleted and verified not ready (CE cannot scale to zero)",
-            "preparations": self.preparations,
-            "deployment_mismatches": self.deployment_mismatches,
-            "notes": list(self.rendering.notes) if self.rendering else [],
-        }  # fmt: skip
-
-    # -- logs ------------------------------------------------------------------------------------
-
-    def collect_logs(self, dest: Path | None = None) -> Path | None:
-        """Logs (current and previous) of every pod, events and pod descriptions, per namespace."""
-        if not self.kubeconfig.exists():
-            return None
-        dest = dest or self.workdir / "logs" / time.strftime("%Y%m%dT%H%M%S")
-        dest.mkdir(parents=True, exist_ok=True)
-        for ns in (str(self.chart["namespace"]), km.FUNCTION_NAMESPACE, km.STORAGE_NAMESPACE):
-            listed = self.runner.run(
-                [*self.kubectl, "get", "pods", "--namespace", ns, "-o", "json"], check=False
-            )
-            if listed.returncode != 0:
-                continue
-            (dest / f"{ns}.pods.json").write_text(listed.stdout)
-            for pod in json.loads(listed.stdout or "{}").get("items") or []:
-                name = pod["metadata"]["name"]
-                restarted = any(
-                    int(cs.get("restartCount") or 0) > 0
-                    for cs in (pod.get("status") or {}).get("containerStatuses") or []
-                )
-                for previous in (False, True) if restarted else (False,):
-                    logs = self.runner.run(
-                        [*self.kubectl, "logs", "--namespace", ns, name, "--all-containers",
-                         "--timestamps", *(["--previous"] if previous else [])],
-                        check=False,
-                    )  # fmt: skip
-                    suffix = ".previous.log" if previous else ".log"
-                    (dest / f"{ns}.{name}{suffix}").write_text(logs.stdout + logs.stderr)
-            events = self.runner.run(
-                [*self.kubectl, "get", "events", "--namespace", ns, "-o", "json"], check=False
-            )
-            (dest / f"{ns}.events.json").write_text(events.stdout)
-            described = self.runner.run(
-                [*self.kubectl, "describe", "pods", "--namespace", ns], check=False
-            )
-            (dest / f"{ns}.describe.txt").write_text(described.stdout)
-        return dest

@@ -538,7 +538,9 @@ def test_kind_oci_layouts_are_pushed_with_skopeo(
     layouts = shared.tmp / "oci"
     for name in load().names:
         (layouts / name).mkdir(parents=True, exist_ok=True)
-        (layouts / name / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+        digest = "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+        index = {"schemaVersion": 2, "manifests": [{"digest": digest, "size": 1}]}
+        (layouts / name / "index.json").write_text(json.dumps(index))
     backend = shared.backend(image_dir=layouts)
     backend.declarations = load().functions
     first = len(shared.calls())
@@ -546,7 +548,9 @@ def test_kind_oci_layouts_are_pushed_with_skopeo(
     copies = [c["argv"] for c in shared.calls()[first:] if c.get("tool") == "skopeo"]
     assert len(copies) == len(load().names)
     assert all("--all" in a and a[-1].startswith(f"docker://{shared.registry}/") for a in copies)
-    assert set(backend.digests) == set(load().names)
+    assert backend.digests == {
+        n: "sha256:" + hashlib.sha256(n.encode()).hexdigest() for n in load().names
+    }
 
 
 def test_kind_build_digests_are_checked(shared: FakeCluster, deployed: kb.KindBackend) -> None:
@@ -582,7 +586,7 @@ def test_kind_missing_tools_and_tag_are_reported(
     cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("VSEARCH_IMAGE_TAG", raising=False)
-    with pytest.raises(kb.KindError, match="no image tag"):
+    with pytest.raises(kb.KindError, match="no function images"):
         cluster.backend(image_tag=None).deploy(load().functions)
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(kb.KindError, match=r"missing tools: kind v0\.33\.0, kubectl"):

@@ -118,6 +118,32 @@ COMPONENTS: dict[str, Component] = {
             note="no semver tags; the proxy serves one commit of 2025-03-13",
         ),
         Component(
+            name="openfaas-gateway",
+            module="github.com/openfaas/faas/gateway",
+            package="github.com/openfaas/faas/gateway",
+            # gateway/Dockerfile stamps these two (GIT_COMMIT, VERSION build args).
+            x_flags=(
+                "github.com/openfaas/faas/gateway/version.GitCommitSHA={commit}",
+                "github.com/openfaas/faas/gateway/version.Version={version}",
+            ),
+            note="the faas repository's gateway/ module at a pseudo-version (no module tags)",
+        ),
+        Component(
+            name="faas-provider",
+            module="vsearch.local/platform/faas-provider",
+            package="vsearch.local/platform/faas-provider",
+            source_dir=ROOT / "platforms" / "cluster" / "provider",
+            x_flags=("main.Version={version}", "main.GitCommit={commit}"),
+            note="ours: faas-netes is not served by the Go module proxy (manifests/README.md)",
+        ),
+        Component(
+            name="echo-function",
+            module="vsearch.local/platform/faas-provider",
+            package="vsearch.local/platform/faas-provider/cmd/echo-function",
+            source_dir=ROOT / "platforms" / "cluster" / "provider",
+            note="ours: the smoke function (no watchdog is served by the Go module proxy)",
+        ),
+        Component(
             name="etcd",
             module="go.etcd.io/etcd/server/v3",
             package="go.etcd.io/etcd/server/v3",

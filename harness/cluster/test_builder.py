@@ -23,6 +23,20 @@ def test_every_component_is_pinned_and_checked_by_go_sum(name: str) -> None:
     assert f"{component.module} {version}/go.mod h1:" in go_sum
 
 
+def test_our_provider_is_versioned_by_its_sources(tmp_path: Path) -> None:
+    provider = COMPONENTS["faas-provider"]
+    version = builder.pinned_version(provider)
+    assert version == f"v0.0.0-src.{builder.source_digest(provider.wrapper_dir)[:12]}"
+    flags = builder.ldflags(provider, version)
+    assert f"-X main.Version={version}" in flags
+    assert f"-X main.GitCommit={version[-12:]}" in flags
+    copy = tmp_path / "provider"
+    shutil.copytree(provider.wrapper_dir, copy)
+    assert builder.source_digest(copy) == builder.source_digest(provider.wrapper_dir)
+    (copy / "main.go").write_text((copy / "main.go").read_text() + "\n")
+    assert builder.source_digest(copy) != builder.source_digest(provider.wrapper_dir)
+
+
 def test_ldflags_carry_the_commit_of_a_pseudo_version() -> None:
     flags = builder.ldflags(COMPONENTS["minio"], "v0.0.0-20260212201848-7aac2a2c5b7c")
     assert "-X github.com/minio/minio/cmd.Version=2026-02-12T20:18:48Z" in flags

@@ -30,6 +30,7 @@ from harness.report import (
     render_significance,
     render_summary,
     significance,
+    versions_line,
     write_report,
 )
 from harness.workload import Progress
@@ -368,7 +369,8 @@ def run_bench(
         config["inprocess_baseline"] = compared
         (out / "baseline.json").write_text(json.dumps(compared, indent=2) + "\n")
     files = save(plots=True)
-    summary = render_summary(results)
+    summary = f"platform: {versions_line(description.get('versions') or {})}\n"
+    summary += render_summary(results)
     if compared is not None:
         summary += "\n\n" + render_baseline(compared)
     if as_json:
@@ -546,6 +548,7 @@ def run_report(
             f" ({platform.get('limits_reason', '?')}), python {platform.get('python', '?')}, "
             f"ffmpeg {platform.get('ffmpeg', '?')}, {platform.get('cpus', '?')} CPUs"
         )
+        print(f"platform: {versions_line(run.versions)}")
         print(render_summary(run.regimes))
         return 0
     print(compare(dirs))

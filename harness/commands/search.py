@@ -58,7 +58,7 @@ def check_video(path: Path) -> None:
 class Progress:
     """Polls GET /requests/{id} and prints what changed, on one line in a terminal."""
 
-    def __init__(self, conn: Connection, request_id: str, *, quiet: bool) -> None:
+    def __init__(self, conn: AnyConnection, request_id: str, *, quiet: bool) -> None:
         self.conn = conn
         self.request_id = request_id
         self.quiet = quiet
@@ -109,7 +109,7 @@ class Progress:
         sys.stderr.flush()
 
 
-def upload(conn: Connection, video: Path) -> str:
+def upload(conn: AnyConnection, video: Path) -> str:
     key = f"uploads/{uuid.uuid4().hex[:12]}/{safe_object_name(video.name)}"
     conn.s3_client().upload_file(str(video), conn.bucket, key)
     return f"s3://{conn.bucket}/{key}"
@@ -138,7 +138,7 @@ def clip_files(result: dict[str, Any], *, every_clip: bool) -> dict[str, str]:
 
 
 def save_clips(
-    conn: Connection, result: dict[str, Any], save_dir: Path, *, every_clip: bool
+    conn: AnyConnection, result: dict[str, Any], save_dir: Path, *, every_clip: bool
 ) -> list[Path]:
     """Download the matched clips (every clip with every_clip) into save_dir."""
     store = conn.store()
@@ -159,6 +159,37 @@ def clip_links(conn: Connection, result: dict[str, Any]) -> dict[str, str]:
     return {u: store.presign(store.key_of(u), expires_s=LINK_EXPIRES_S) for u in uris}
 
 
+class ClusterConnection:
+    """Connection's counterpart for a cluster `up --backend kind|k8s` left running: the gateway
+    and MinIO through this process's port-forwards, credentials read from the cluster."""
+
+    def __init__(self, backend: Any) -> None:
+        from harness.embedded.client import GatewayClient
+
+        backend.attach()
+        self.backend = backend
+        self.gateway_url: str = backend.gateway_url
+        self.bucket: str = backend.s3_settings().bucket
+        self.gateway = GatewayClient(self.gateway_url, backend.gateway_auth())
+
+    def store(self) -> Any:
+        from base.storage import ObjectStore
+
+        return ObjectStore(self.backend.s3_settings())
+
+    def s3_client(self) -> Any:
+        return self.store().client
+
+    def close(self) -> None:
+        self.gateway.close()
+        self.backend.keep_cluster = True  # only this process's port-forwards
+        self.backend.teardown()
+
+
+#: What a search talks to: the embedded platform or a cluster.
+AnyConnection = Connection | ClusterConnection
+
+
 def run_search(
     video: Path,
     query: str,
@@ -170,6 +201,7 @@ def run_search(
     timeout_s: float = 900.0,
     save_dir: Path | None = None,
     save_all: bool = False,
+    cluster: Any = None,
 ) -> dict[str, Any]:
     """Search one video; returns the orchestrator's answer (result or error envelope).
 
@@ -180,6 +212,11 @@ def run_search(
     check_video(video)
     if not query.strip():
         raise UsageError("the query is empty")
+    if cluster is not None:
+        return _search_on_cluster(
+            cluster, video, query, config=config, quiet=quiet, timeout_s=timeout_s,
+            save_dir=save_dir, save_all=save_all,
+        )  # fmt: skip
     started_here = not platform.running(state_dir)
     if started_here:
         say("starting the embedded platform (first start loads the models)…", quiet)
@@ -221,6 +258,58 @@ def run_search(
         if started_here and not keep:
             say("stopping the embedded platform (use --keep to leave it running)", quiet)
             _to_stderr(platform.down, state_dir)
+
+
+def _search_on_cluster(
+    backend: Any,
+    video: Path,
+    query: str,
+    *,
+    config: dict[str, Any] | None,
+    quiet: bool,
+    timeout_s: float,
+    save_dir: Path | None,
+    save_all: bool,
+) -> dict[str, Any]:
+    """As run_search, on the cluster: no presigned links (this process's MinIO port-forward,
+    which they would point at, ends with it); --save downloads the clips."""
+    from harness.backends.cluster.tools import ClusterError
+
+    try:
+        conn = ClusterConnection(backend)
+    except ClusterError as exc:
+        raise UsageError(
+            f"{exc} (bring it up with `./vsearch up --backend {backend.name}`)"
+        ) from exc
+    try:
+        client_started = time.monotonic()
+        say(f"uploading {video.name} ({video.stat().st_size / 1e6:.1f} MB)", quiet)
+        uri = upload(conn, video)
+        request_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        body = {
+            "request_id": request_id,
+            "input": {"video": uri},
+            "config": {"query": query, **(config or {})},
+        }
+        with Progress(conn, request_id, quiet=quiet):
+            response = conn.gateway.invoke("orchestrator", body, timeout_s=timeout_s)
+        try:
+            answer: dict[str, Any] = response.json()
+        except ValueError:
+            answer = {
+                "status": "error",
+                "error": {"code": "bad_response", "message": response.text},
+            }
+        answer["http_status"] = response.status_code
+        answer["client_wall_s"] = round(time.monotonic() - client_started, 4)
+        result = answer.get("outputs") if answer.get("status") == "ok" else None
+        if result and save_dir is not None:
+            saved = save_clips(conn, result, save_dir, every_clip=save_all)
+            answer["saved"] = [str(p) for p in saved]
+            say(f"saved {len(saved)} clip(s) to {save_dir}", quiet)
+        return answer
+    finally:
+        conn.close()
 
 
 def run_inprocess(

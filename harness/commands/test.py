@@ -16,6 +16,34 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 NO_TESTS_COLLECTED = 5
 BAZEL_TEST = ROOT / "platforms" / "offline" / "bazel-test.sh"
+#: The cluster tier: the regimes on the cluster, and the checks of the live cluster itself.
+CLUSTER_TESTS = ("harness/test_regimes_embedded.py", "harness/backends/test_k8s_live.py")
+
+
+def run_cluster_tests(pytest_args: list[str], *, env: dict[str, str] | None = None) -> int:
+    """`./vsearch test --cluster`: the regimes and the cluster's own tests against the cluster
+    the environment names (VSEARCH_BACKEND, default k8s; VSEARCH_KUBECONFIG, default the local
+    platform's). Skipped, saying why, when there is none; the default tier is unchanged."""
+    from harness.backends import from_env
+
+    env = dict(os.environ if env is None else env)
+    env.setdefault("VSEARCH_BACKEND", "k8s")
+    env["PYTHONPATH"] = str(ROOT)
+    reason = from_env.cluster_unavailable(env)
+    if reason is not None:
+        print(f"vsearch test --cluster: SKIPPED: {reason}", flush=True)
+        return 0
+    print(
+        f"== pytest (cluster tier, VSEARCH_BACKEND={env['VSEARCH_BACKEND']}, kubeconfig "
+        f"{from_env.k8s_options(env)['kubeconfig']})",
+        flush=True,
+    )
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *CLUSTER_TESTS, *pytest_args], cwd=ROOT, env=env
+    )
+    print(f"== pytest: exit {done.returncode} after {time.monotonic() - began:.0f} s", flush=True)
+    return 1 if done.returncode == NO_TESTS_COLLECTED else done.returncode
 
 
 def run_tests(pytest_args: list[str], *, include_slow: bool, bazel: bool = True) -> int:

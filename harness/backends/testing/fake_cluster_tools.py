@@ -39,6 +39,14 @@ TOOLS = ("kind", "kubectl", "helm", "docker", "skopeo")
 #: What the fake helm pull writes; tests pin the chart to its sha256.
 FAKE_CHART_BYTES = b"fake openfaas chart archive\n"
 FAKE_REGISTRY_IP = "172.18.0.5"
+#: What the fake API server answers on /version.
+FAKE_SERVER_VERSION = {
+    "major": "1",
+    "minor": "34",
+    "gitVersion": "v1.34.4",
+    "gitCommit": "fake0000000000000000000000000000000000000",
+    "platform": "linux/amd64",
+}
 
 
 class Usage(Exception):
@@ -77,6 +85,7 @@ SPECS: dict[str, dict[tuple[str, ...], dict[str, bool]]] = {
             "-l": True,
             "--selector": True,
             "--ignore-not-found": False,
+            "--raw": True,
         },
         ("delete",): {
             "-l": True,
@@ -84,7 +93,10 @@ SPECS: dict[str, dict[tuple[str, ...], dict[str, bool]]] = {
             "--wait": True,
             "--ignore-not-found": False,
             "--grace-period": True,
+            "-f": True,
+            "--filename": True,
         },
+        ("config", "current-context"): {},
         ("rollout", "status"): {"--timeout": True},
         ("wait",): {"--for": True, "--timeout": True},
         ("exec",): {"-c": True, "--container": True, "-i": False, "--stdin": False},
@@ -114,6 +126,7 @@ SPECS: dict[str, dict[tuple[str, ...], dict[str, bool]]] = {
             "--create-namespace": False,
         },
         ("version",): {"--short": False},
+        ("uninstall",): {"--wait": False},
     },
     "docker": {
         ("inspect",): {"--format": True, "-f": True},
@@ -136,6 +149,7 @@ SPECS: dict[str, dict[tuple[str, ...], dict[str, bool]]] = {
     },
     "skopeo": {
         ("copy",): {"--all": False, "--dest-tls-verify": True},
+        ("--version",): {},
     },
 }
 _GLOBAL = {
@@ -519,6 +533,9 @@ def docker(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) -
 
 
 def skopeo(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) -> int:
+    if path == ("--version",):
+        print("skopeo version 1.13.3 (fake)")
+        return 0
     src, dst = pos
     if not src.startswith("oci:") or not dst.startswith("docker://"):
         return _fail("fake skopeo: expected oci:DIR docker://REF", 64)
@@ -526,7 +543,13 @@ def skopeo(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) -
         return _fail(f"fake skopeo: no OCI layout at {src[4:]}")
     with state_lock() as state:
         ref = dst.removeprefix("docker://")
-        state.setdefault("pushed", {})[ref] = "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+        # skopeo copies the layout's manifest byte for byte: the registry serves its digest.
+        index = json.loads((Path(src[4:]) / "index.json").read_text())
+        manifests = index.get("manifests") or []
+        own = manifests[0]["digest"] if len(manifests) == 1 else None
+        state.setdefault("pushed", {})[ref] = (
+            own or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+        )
     return 0
 
 
@@ -539,6 +562,9 @@ def helm(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) -> 
         elif path == ("repo", "update"):
             if any(r not in state.get("helm_repos", {}) for r in pos):
                 return _fail("Error: no repositories found matching the provided name")
+        elif path == ("uninstall",):
+            if state.get("helm_releases", {}).pop(pos[0], None) is None:
+                return _fail(f"Error: uninstall: Release not loaded: {pos[0]}: release: not found")
         elif path == ("pull",):
             repo, _, chart = pos[0].partition("/")
             if repo not in state.get("helm_repos", {}):
@@ -572,6 +598,15 @@ def helm(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) -> 
 def kubectl(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) -> int:
     # `version --client` talks to no cluster; everything else must name ours.
     unnamed = flag(flags, "--context") is None or flag(flags, "--kubeconfig") is None
+    if path == ("config", "current-context"):
+        kubeconfig = flag(flags, "--kubeconfig")
+        if kubeconfig is None or not Path(kubeconfig).exists():
+            return _fail("error: current-context is not set")
+        for line in Path(kubeconfig).read_text().splitlines():
+            if line.startswith("current-context:"):
+                print(line.split(":", 1)[1].strip())
+                return 0
+        return _fail("error: current-context is not set")
     if unnamed and not (path == ("version",) and "--client" in flags):
         return _fail("fake kubectl: every call must name --kubeconfig and --context", 64)
     ns = flag(flags, "--namespace", "-n", default="default")
@@ -600,11 +635,36 @@ def kubectl(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) 
                         return _fail(f'Error from server (NotFound): secrets "{key}" not found')
                     data = {k: _b64(v) for k, v in (obj.get("stringData") or {}).items()}
                     secrets[key] = data
+                namespaces = state.setdefault("namespaces", [])
+                if obj["kind"] == "Namespace" and meta["name"] not in namespaces:
+                    namespaces.append(meta["name"])
+                if obj["kind"] == "Deployment" and meta["name"] == "gateway":
+                    state["openfaas_gateway"] = "local"
+                    state["gateway_deployment"] = obj
                 state.setdefault("applied", []).append(f"{obj['kind']}/{key}")
             log({"tool": "kubectl", "objects": names})
             return 0
         if path == ("get",):
+            raw = flag(flags, "--raw")
+            if raw is not None:
+                if raw != "/version":
+                    return _fail(f"fake kubectl: get --raw {raw} not faked", 64)
+                print(json.dumps(FAKE_SERVER_VERSION))
+                return 0
             resource = pos[0]
+            if resource == "namespace":
+                if pos[1] not in state.get("namespaces", []):
+                    return _fail(f'Error from server (NotFound): namespaces "{pos[1]}" not found')
+                print(f"namespace/{pos[1]}")
+                return 0
+            if resource == "deployment" and ns == "openfaas" and pos[1:] == ["gateway"]:
+                if not (state.get("openfaas_gateway") or state.get("helm_releases")):
+                    return _fail('Error from server (NotFound): deployments "gateway" not found')
+                if flag(flags, "-o", "--output") == "json":
+                    print(json.dumps(state.get("gateway_deployment") or {"kind": "Deployment"}))
+                else:
+                    print("deployment.apps/gateway")
+                return 0
             selector = flag(flags, "-l", "--selector")
             if resource == "secret":
                 data = secrets.get(f"{ns}/{pos[1]}")
@@ -637,7 +697,18 @@ def kubectl(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) 
                 return 0
             return _fail(f"fake kubectl: get {resource} not faked", 64)
         if path == ("delete",):
-            resource = pos[0]
+            source = flag(flags, "-f", "--filename")
+            resource = pos[0] if pos else ""
+            removed = [source] if source else pos
+            state.setdefault("deleted", []).append({"namespace": ns, "objects": removed})
+            if resource == "namespace":
+                state["namespaces"] = [n for n in state.get("namespaces", []) if n not in pos[1:]]
+            if resource == "secret":
+                secrets.pop(f"{ns}/{pos[1]}", None)
+            for target in pos:
+                kind_, _, name = target.partition("/")
+                if kind_ == "deployment" and ns == "openfaas-fn":
+                    state.get("functions", {}).pop(name, None)
             if resource == "pods":
                 selector = str(flag(flags, "-l", "--selector"))
                 now = _now()
@@ -727,7 +798,18 @@ class _Gateway(BaseHTTPRequestHandler):
                 return
             functions = state.setdefault("functions", {})
             if self.path == "/system/info":
-                self._send(200, {"provider": {"provider": "faas-netes-ce (fake)"}})
+                self._send(
+                    200,
+                    {
+                        "provider": {
+                            "provider": "faas-netes-ce (fake)",
+                            "orchestration": "kubernetes",
+                            "version": {"release": "0.18.13-fake", "sha": "f00d"},
+                        },
+                        "version": {"release": "0.27.13-fake", "sha": "beef"},
+                        "arch": "x86_64",
+                    },
+                )
             elif self.path == "/system/functions":
                 self._send(200, [_status(state, n) for n in functions])
             elif self.path.startswith("/system/function/"):
@@ -795,7 +877,8 @@ def _validate_deploy(state: dict[str, Any], body: Any, method: str) -> str | Non
     if body.get("namespace", "openfaas-fn") != "openfaas-fn":
         return "namespace must be: openfaas-fn"
     host = body["image"].split("/")[0]
-    if host.startswith("localhost") or host.startswith("127."):
+    faas_netes = not state.get("openfaas_gateway")  # the chart's; else a provider of ours
+    if faas_netes and (host.startswith("localhost") or host.startswith("127.")):
         # The anonymous HEAD runs inside the faas-netes pod, where localhost is the pod itself.
         return "the Community Edition license agreement only allows public images"
     labels = body.get("labels") or {}

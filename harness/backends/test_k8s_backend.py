@@ -1,0 +1,258 @@
+"""K8sBackend against the fake tools: any cluster by kubeconfig, OpenFaaS from the local
+manifests or the one already there, and a teardown that removes only what it deployed.
+
+The fake world (fake kubectl/helm/docker/skopeo, a registry API, a copy of the manifests) is the
+kind tests' (test_kind_backend.fake_world); here no ``kind`` command may run at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.backends import k8s
+from harness.backends import kind_manifests as km
+from harness.backends.test_kind_backend import TAG, FakeCluster, fake_world
+from harness.backends.testing import fake_cluster_tools as fake
+from harness.functions import load
+
+CONTEXT = "vsearch-local"
+#: A stand-in for what manifests/openfaas/local/ will hold (written by the platform's helper):
+#: only its shape matters here (a gateway Deployment in openfaas).
+LOCAL_GATEWAY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: gateway
+  namespace: openfaas
+spec:
+  selector: {matchLabels: {app: gateway}}
+  template:
+    metadata: {labels: {app: gateway}}
+    spec:
+      containers:
+        - name: gateway
+          image: 127.0.0.1:5001/platform/gateway:0.0.0-test
+          env:
+            - {name: upstream_timeout, value: 15m10s}
+            - {name: read_timeout, value: 15m20s}
+            - {name: write_timeout, value: 15m20s}
+"""
+
+LOCAL_RBAC = """\
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: openfaas-provider, namespace: openfaas}
+"""
+
+
+def _kubeconfig(path: Path) -> Path:
+    path.write_text(f"apiVersion: v1\nkind: Config\ncurrent-context: {CONTEXT}\n")
+    return path
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[FakeCluster]:
+    with fake_world(tmp_path) as w:
+        local = w.manifests / "openfaas" / "local"
+        local.mkdir(parents=True, exist_ok=True)
+        (local / "gateway.yaml").write_text(LOCAL_GATEWAY)
+        (local / "rbac.yaml").write_text(LOCAL_RBAC)
+        yield w
+
+
+def _backend(world: FakeCluster, **kwargs: Any) -> k8s.K8sBackend:
+    options: dict[str, Any] = {
+        "kubeconfig": _kubeconfig(world.tmp / "kubeconfig"),
+        "registry": world.registry,
+        "image_tag": TAG,
+        "workdir": world.workdir,
+        "manifests_dir": world.manifests,
+        "ready_timeout_s": 20.0,
+    }
+    options.update(kwargs)
+    backend = k8s.K8sBackend(**options)
+    backend.forward_backoff_s = 0.05
+    return backend
+
+
+def _deleted(world: FakeCluster) -> list[dict[str, Any]]:
+    return list(world.state().get("deleted", []))
+
+
+def test_k8s_deploys_with_local_openfaas_and_removes_only_what_it_deployed(
+    world: FakeCluster,
+) -> None:
+    backend = _backend(world, openfaas="local")
+    backend.deploy(load().functions)
+    try:
+        assert world.errors() == []
+        assert world.argvs("kind") == [], "a k8s deploy never runs kind"
+        assert world.argvs("helm") == [], "local manifests: no helm"
+        kubectl = world.argvs("kubectl")
+        # Every call names the kubeconfig's current-context (resolved once).
+        talks = [a for a in kubectl if "current-context" not in a and "--client" not in a]
+        assert talks and all(a[a.index("--context") + 1] == CONTEXT for a in talks), talks
+        applied = [a[a.index("-f") + 1] for a in kubectl if "apply" in a]
+        local = world.manifests / "openfaas" / "local"
+        # RBAC first though its file name sorts after the gateway's.
+        assert applied.index(str(local / "rbac.yaml")) < applied.index(str(local / "gateway.yaml"))
+        state = world.state()
+        assert set(state["functions"]) == set(load().names)
+        # The gateway's basic-auth was generated here (the chart is not there to do it).
+        assert "openfaas/basic-auth" in state["secrets"]
+        saved = json.loads((world.workdir / k8s.STATE_FILE).read_text())
+        assert saved["backend"] == "k8s"
+        assert saved["openfaas_installed"] == "local"
+        assert saved["storage_deployed"] is True
+        assert set(saved["created_namespaces"]) == {
+            "openfaas",
+            km.FUNCTION_NAMESPACE,
+            km.STORAGE_NAMESPACE,
+        }
+        assert "openfaas/basic-auth" in saved["generated_secrets"]
+        assert set(saved["deployed_functions"]) == set(load().names)
+        # Images went to the registry and are deployed pinned by digest.
+        for name, image in backend.describe()["images"].items():
+            assert image.startswith(f"{world.registry}/vsearch/{name}:{TAG}@sha256:"), image
+    finally:
+        backend.teardown()
+    deleted = _deleted(world)
+    objects = [o for d in deleted for o in d["objects"]]
+    assert {f"deployment/{n}" for n in load().names} <= set(objects)
+    assert str(world.manifests / "openfaas" / "local" / "gateway.yaml") in objects
+    assert str(world.manifests / "minio" / "minio.yaml") in objects
+    assert "openfaas/basic-auth" not in world.state()["secrets"]
+    assert world.state().get("namespaces") == []
+    after = k8s.K8sBackend(
+        kubeconfig=world.tmp / "kubeconfig", workdir=world.workdir, manifests_dir=world.manifests
+    )
+    assert not after.owns_anything
+    assert world.argvs("kind") == []
+
+
+def test_k8s_uses_the_openfaas_already_there_and_leaves_it(world: FakeCluster) -> None:
+    # The platform (another tool) installed OpenFaaS: namespaces, gateway, basic-auth.
+    world.update(
+        namespaces=["openfaas", km.FUNCTION_NAMESPACE],
+        openfaas_gateway="platform",
+        gateway_deployment=yaml.safe_load(LOCAL_GATEWAY),
+        secrets={
+            "openfaas/basic-auth": {
+                "basic-auth-user": fake._b64("admin"),
+                "basic-auth-password": fake._b64("not-ours-0123456789"),
+            }
+        },
+    )
+    backend = _backend(world)  # openfaas="auto"
+    backend.deploy(load().functions)
+    try:
+        assert backend.openfaas_mode == "existing"
+        assert world.errors() == []
+        assert not [a for a in world.argvs("helm") if "upgrade" in a]
+        saved = json.loads((world.workdir / k8s.STATE_FILE).read_text())
+        assert saved["openfaas_installed"] is None
+        assert saved["created_namespaces"] == [km.STORAGE_NAMESPACE]
+        assert "openfaas/basic-auth" not in saved["generated_secrets"]
+    finally:
+        backend.teardown()
+    state = world.state()
+    assert set(state["namespaces"]) == {"openfaas", km.FUNCTION_NAMESPACE}
+    assert "openfaas/basic-auth" in state["secrets"]
+    assert state["openfaas_gateway"] == "platform"
+    objects = [o for d in _deleted(world) for o in d["objects"]]
+    assert not any("openfaas/local" in o for o in objects)
+    assert state.get("functions") == {}
+
+
+def test_k8s_keep_and_left_up_remove_nothing(world: FakeCluster) -> None:
+    backend = _backend(world, openfaas="local")
+    backend.deploy(load().functions)
+    backend.left_up = True
+    backend.save_state()
+    during_deploy = _deleted(world)  # the previous bootstrap Job only
+    backend.teardown()
+    assert _deleted(world) == during_deploy
+    again = _backend(world, openfaas="local", image_tag=None)
+    assert again.left_up and again.owns_anything
+    again.attach()
+    try:
+        assert {s["name"] for s in again.api.functions()} == set(load().names)
+    finally:
+        again.keep_cluster = True
+        again.teardown()
+    assert _deleted(world) == during_deploy
+
+
+def test_k8s_platform_versions_come_from_the_cluster(world: FakeCluster) -> None:
+    backend = _backend(world, openfaas="local")
+    backend.deploy(load().functions)
+    try:
+        versions = backend.describe()["versions"]
+    finally:
+        backend.keep_cluster = True
+        backend.teardown()
+    assert versions["kubernetes"]["gitVersion"] == fake.FAKE_SERVER_VERSION["gitVersion"]
+    assert versions["openfaas"]["gateway"] == {"release": "0.27.13-fake", "sha": "beef"}
+    assert versions["openfaas"]["provider"]["name"] == "faas-netes-ce (fake)"
+    assert versions["openfaas"]["provider"]["release"] == "0.18.13-fake"
+    assert "minio" in versions
+
+
+def test_k8s_without_a_kubeconfig_says_what_to_do(tmp_path: Path) -> None:
+    backend = k8s.K8sBackend(kubeconfig=tmp_path / "absent", workdir=tmp_path / "w")
+    with pytest.raises(k8s.K8sError, match="no kubeconfig at"):
+        _ = backend.kubectl
+
+
+def test_k8s_refuses_an_unknown_openfaas_mode(tmp_path: Path) -> None:
+    with pytest.raises(k8s.K8sError, match="openfaas must be one of"):
+        k8s.K8sBackend(kubeconfig=tmp_path / "k", workdir=tmp_path, openfaas="operator")
+
+
+def test_k8s_refuses_a_gateway_whose_timeouts_break_the_chain(world: FakeCluster) -> None:
+    short = yaml.safe_load(LOCAL_GATEWAY)
+    short["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "upstream_timeout", "value": "60s"},
+        {"name": "read_timeout", "value": "65s"},
+        {"name": "write_timeout", "value": "65s"},
+    ]
+    world.update(namespaces=["openfaas"], openfaas_gateway="platform", gateway_deployment=short)
+    backend = _backend(world, openfaas="existing")
+    with pytest.raises(k8s.K8sError, match="upstream_timeout 60s") as err:
+        backend.deploy(load().functions)
+    assert "set upstream_timeout=" in str(err.value)
+    assert world.state().get("functions", {}) == {}
+
+
+def test_k8s_deploys_bazel_layouts_tagged_by_commit_pinned_by_digest(
+    world: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.backends.cluster import images
+    from harness.cluster.oci_image import ImageFile, ImageSpec, build_layout
+
+    monkeypatch.delenv("VSEARCH_IMAGE_TAG", raising=False)
+    bazel_bin = world.tmp / "bazel-bin"
+    own = {}
+    for decl in load().functions:
+        layout = bazel_bin / images.package_of(decl) / "index"
+        spec = ImageSpec(name=f"x/{decl.name}:1", files={"/f": ImageFile(data=decl.name.encode())})
+        own[decl.name] = build_layout(spec, layout).manifest_digest
+    backend = _backend(world, openfaas="local", image_tag=None, image_dir=bazel_bin)
+    backend.deploy(load().functions)
+    try:
+        tag = images.commit_tag()
+        assert backend.image_tag == tag
+        for name, image in backend.describe()["images"].items():
+            assert image == f"{world.registry}/vsearch/{name}:{tag}@{own[name]}", image
+        copies = [a for a in world.argvs("skopeo") if "copy" in a]
+        assert {a[-2] for a in copies} == {
+            f"oci:{bazel_bin / images.package_of(d) / 'index'}" for d in load().functions
+        }
+    finally:
+        backend.teardown()
