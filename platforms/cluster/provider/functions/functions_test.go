@@ -170,6 +170,12 @@ func TestListDescribeScaleToZeroUpdateDelete(t *testing.T) {
 	p, client := testProvider(s3Secret())
 	r := router(p)
 	call(t, r, http.MethodPost, "/system/functions", request())
+	// The Deployment controller annotates the Deployment; a status shows the function's own.
+	d, _ := client.AppsV1().Deployments(ns).Get(context.Background(), "transcribe", metav1.GetOptions{})
+	d.Annotations["deployment.kubernetes.io/revision"] = "1"
+	if _, err := client.AppsV1().Deployments(ns).Update(context.Background(), d, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	w := call(t, r, http.MethodGet, "/system/functions?namespace="+ns, nil)
 	var list []types.FunctionStatus
 	if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil || len(list) != 1 {
@@ -178,7 +184,8 @@ func TestListDescribeScaleToZeroUpdateDelete(t *testing.T) {
 	got := list[0]
 	if got.Name != "transcribe" || got.Replicas != 2 || got.Image != request().Image ||
 		got.EnvVars["a"] != "1" || got.Secrets[0] != "s3" || !got.ReadOnlyRootFilesystem ||
-		got.Limits.Memory != "512Mi" {
+		got.Limits.Memory != "512Mi" || (*got.Annotations)["prometheus.io.scrape"] != "false" ||
+		(*got.Annotations)["deployment.kubernetes.io/revision"] != "" {
 		t.Fatalf("status %+v", got)
 	}
 	if w := call(t, r, http.MethodGet, "/system/function/nope", nil); w.Code != http.StatusNotFound {
@@ -188,7 +195,7 @@ func TestListDescribeScaleToZeroUpdateDelete(t *testing.T) {
 	if w := call(t, r, http.MethodPost, "/system/scale-function/transcribe", scale); w.Code != http.StatusAccepted {
 		t.Fatalf("scale: %d %s", w.Code, w.Body)
 	}
-	d, _ := client.AppsV1().Deployments(ns).Get(context.Background(), "transcribe", metav1.GetOptions{})
+	d, _ = client.AppsV1().Deployments(ns).Get(context.Background(), "transcribe", metav1.GetOptions{})
 	if *d.Spec.Replicas != 0 {
 		t.Fatalf("scaled to %d", *d.Spec.Replicas)
 	}

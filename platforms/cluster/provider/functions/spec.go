@@ -322,8 +322,8 @@ func Status(d *appsv1.Deployment) types.FunctionStatus {
 	for k, v := range d.Spec.Template.Labels {
 		labels[k] = v
 	}
-	annotations := map[string]string{}
-	for k, v := range d.Annotations {
+	annotations := map[string]string{} // the function's, not the Deployment controller's
+	for k, v := range d.Spec.Template.Annotations {
 		annotations[k] = v
 	}
 	status.Labels, status.Annotations = &labels, &annotations
