@@ -8,6 +8,7 @@ kind tests' (test_kind_backend.fake_world); here no ``kind`` command may run at 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,9 @@ def world(tmp_path: Path) -> Iterator[FakeCluster]:
         local.mkdir(parents=True, exist_ok=True)
         (local / "gateway.yaml").write_text(LOCAL_GATEWAY)
         (local / "rbac.yaml").write_text(LOCAL_RBAC)
+        # The fakes serve upstream MinIO (minio.yaml + bootstrap Job); the local MinIO's
+        # kustomize + host-side mc bootstrap is tested in test_k8s_local_storage.py.
+        shutil.rmtree(w.manifests / k8s.LOCAL_MINIO_DIR, ignore_errors=True)
         yield w
 
 
