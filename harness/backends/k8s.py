@@ -55,6 +55,7 @@ from base.config import StorageSettings
 from base.storage import ObjectStore
 from harness.backends import kind_manifests as km
 from harness.backends.cluster.images import commit_tag, push_layouts
+from harness.backends.cluster.logs import collect_logs
 from harness.backends.cluster.openfaas_api import OpenFaaSAPI, parse_gateway_metrics
 from harness.backends.cluster.pods import (
     CGROUP_PROBE,
@@ -73,6 +74,7 @@ from harness.backends.cluster.tools import (
     rfc3339,
     wait_until,
 )
+from harness.backends.cluster.versions import platform_versions as cluster_versions
 from harness.cluster import builder
 from harness.embedded.auth import BasicAuth
 from harness.functions import FunctionDeclaration, load
@@ -1416,7 +1418,7 @@ class K8sBackend:
         """What actually runs: Kubernetes (the API server's /version), OpenFaaS (the gateway's
         /system/info: release, sha, provider) and MinIO (its image and the digest its pod runs,
         the S3 ``Server`` header). A part that cannot be asked says why instead."""
-        return platform_versions(self)
+        return cluster_versions(self)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {}
@@ -1462,89 +1464,5 @@ class K8sBackend:
         if not self.kubeconfig.exists():
             return None
         dest = dest or self.workdir / "logs" / time.strftime("%Y%m%dT%H%M%S")
-        dest.mkdir(parents=True, exist_ok=True)
-        for ns in (str(self.chart["namespace"]), km.FUNCTION_NAMESPACE, km.STORAGE_NAMESPACE):
-            listed = self.runner.run(
-                [*self.kubectl, "get", "pods", "--namespace", ns, "-o", "json"], check=False
-            )
-            if listed.returncode != 0:
-                continue
-            (dest / f"{ns}.pods.json").write_text(listed.stdout)
-            for pod in json.loads(listed.stdout or "{}").get("items") or []:
-                name = pod["metadata"]["name"]
-                restarted = any(
-                    int(cs.get("restartCount") or 0) > 0
-                    for cs in (pod.get("status") or {}).get("containerStatuses") or []
-                )
-                for previous in (False, True) if restarted else (False,):
-                    logs = self.runner.run(
-                        [*self.kubectl, "logs", "--namespace", ns, name, "--all-containers",
-                         "--timestamps", *(["--previous"] if previous else [])],
-                        check=False,
-                    )  # fmt: skip
-                    suffix = ".previous.log" if previous else ".log"
-                    (dest / f"{ns}.{name}{suffix}").write_text(logs.stdout + logs.stderr)
-            events = self.runner.run(
-                [*self.kubectl, "get", "events", "--namespace", ns, "-o", "json"], check=False
-            )
-            (dest / f"{ns}.events.json").write_text(events.stdout)
-            described = self.runner.run(
-                [*self.kubectl, "describe", "pods", "--namespace", ns], check=False
-            )
-            (dest / f"{ns}.describe.txt").write_text(described.stdout)
-        return dest
-
-
-def platform_versions(backend: K8sBackend) -> dict[str, Any]:
-    """See :meth:`K8sBackend.platform_versions`."""
-    out: dict[str, Any] = {}
-    try:
-        raw = backend.runner.run([*backend.kubectl, "get", "--raw", "/version"], timeout=30)
-        version = json.loads(raw.stdout)
-        out["kubernetes"] = {
-            "gitVersion": version.get("gitVersion"),
-            "gitCommit": version.get("gitCommit"),
-            "platform": version.get("platform"),
-        }
-    except (K8sError, ValueError) as exc:
-        out["kubernetes"] = {"error": str(exc)[-300:]}
-    try:
-        info = backend.api.info()
-        provider = info.get("provider") or {}
-        gateway = info.get("version") or {}
-        out["openfaas"] = {
-            "gateway": {"release": gateway.get("release"), "sha": gateway.get("sha")},
-            "provider": {
-                "name": provider.get("provider"),
-                "release": (provider.get("version") or {}).get("release"),
-                "sha": (provider.get("version") or {}).get("sha"),
-            },
-        }
-    except (K8sError, httpx.HTTPError, AttributeError) as exc:
-        out["openfaas"] = {"error": str(exc)[-300:]}
-    minio: dict[str, Any] = {}
-    try:
-        pods = (
-            backend._kubectl_json(
-                "get", "pods", "--namespace", km.STORAGE_NAMESPACE, "-l", "app=minio"
-            ).get("items")
-            or []
-        )
-        running = [
-            cs for p in pods for cs in (p.get("status") or {}).get("containerStatuses") or []
-            if cs.get("name") == "minio"
-        ]  # fmt: skip
-        if running:
-            minio["image"] = running[0].get("image")
-            minio["image_id"] = running[0].get("imageID")
-    except (K8sError, ValueError) as exc:
-        minio["error"] = str(exc)[-300:]
-    if backend._minio is not None:
-        url = f"http://127.0.0.1:{backend._minio.local(9000)}/minio/health/live"
-        with (
-            contextlib.suppress(httpx.HTTPError, K8sError),
-            httpx.Client(trust_env=False, timeout=5.0) as http,
-        ):
-            minio["server"] = http.get(url).headers.get("Server")
-    out["minio"] = minio
-    return out
+        namespaces = (str(self.chart["namespace"]), km.FUNCTION_NAMESPACE, km.STORAGE_NAMESPACE)
+        return collect_logs(self.runner, self.kubectl, namespaces, dest)
