@@ -126,6 +126,14 @@ def _token(n: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(n))
 
 
+def gateway_auth(secret: Mapping[str, str]) -> BasicAuth:
+    """The credentials the gateway holds from its basic-auth Secret: it reads the files with
+    strings.TrimSpace (faas-provider auth/credentials.go), so a Secret made with
+    ``--from-file`` of a line (trailing newline) still works; so must ours."""
+    user = secret.get("basic-auth-user", "admin").strip()
+    return BasicAuth(user, secret["basic-auth-password"].strip())
+
+
 class K8sBackend:
     """OpenFaaS CE + MinIO on any Kubernetes cluster, behind :class:`harness.backend.Backend`.
 
@@ -971,7 +979,7 @@ class K8sBackend:
         secret = self._get_secret(str(self.chart["namespace"]), "basic-auth")
         if not secret or "basic-auth-password" not in secret:
             raise K8sError("secret openfaas/basic-auth is missing: is OpenFaaS installed?")
-        return BasicAuth(secret.get("basic-auth-user", "admin"), secret["basic-auth-password"])
+        return gateway_auth(secret)
 
     def _connect(self) -> None:
         auth = self._gateway_auth()
