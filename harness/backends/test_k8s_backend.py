@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,25 @@ def test_gateway_auth_trims_like_the_gateway() -> None:
     auth = k8s.gateway_auth({"basic-auth-user": "admin\n", "basic-auth-password": "s3cret\n"})
     assert auth.as_tuple() == ("admin", "s3cret")
     assert k8s.gateway_auth({"basic-auth-password": "p"}).as_tuple() == ("admin", "p")
+
+
+def test_local_storage_is_kustomized_when_openfaas_is_local(
+    world: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = world.manifests / k8s.LOCAL_MINIO_DIR
+    shutil.copytree(Path(__file__).resolve().parents[2] / "manifests" / k8s.LOCAL_MINIO_DIR, local)
+    assert not _backend(world, openfaas="existing").storage_local
+    backend = _backend(world, openfaas="local")
+    assert backend.storage_local
+    calls: list[tuple[list[str], str | None]] = []
+
+    def run(args: Any, *, input: str | None = None, **_: Any) -> subprocess.CompletedProcess[str]:
+        calls.append((list(args), input))
+        return subprocess.CompletedProcess(args, 0, stdout="kind: Rendered\n", stderr="")
+
+    monkeypatch.setattr(backend.runner, "run", run)
+    backend._apply_storage()
+    # (the context is resolved by a kubectl call of its own first)
+    (render, _), (apply, rendered) = [c for c in calls if "kustomize" in c[0] or "apply" in c[0]]
+    assert render[-4:] == ["kustomize", "--load-restrictor", "LoadRestrictionsNone", str(local)]
+    assert apply[-3:] == ["apply", "-f", "-"] and rendered == "kind: Rendered\n"
