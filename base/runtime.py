@@ -149,6 +149,10 @@ class Function(Generic[InputT, ConfigT, OutputT]):
     handle: Callable[[Event[InputT, ConfigT], Context], OutputT]
     #: Loads what every invocation shares (models); runs once per process before serving.
     init: Callable[[], None] | None = None
+    #: The fork-safe part of the warm-up, run once in the function's zygote (base/zygote.py)
+    #: before it forks replicas: imports, files read, models without threads. It must start
+    #: no thread; `init` still runs in every replica and reuses what preload left loaded.
+    preload: Callable[[], None] | None = None
     description: str = ""
     #: Extra HTTP routes beside `POST /` (the orchestrator serves results by id this way).
     routes: list[Route] = field(default_factory=list)
@@ -172,8 +176,15 @@ class FunctionServer:
         settings: RuntimeSettings,
         storage: ObjectStore,
         clock: ProcessClock | None = None,
+        *,
+        imported_monotonic: float | None = None,
+        origin: dict[str, Any] | None = None,
     ) -> None:
         self.function = function
+        #: When the function's imports were done (a forked replica: when it took over).
+        self.imported_monotonic = imported_monotonic
+        #: Where this process came from (a zygote fork says so), reported in /_/ready.
+        self.origin = dict(origin or {})
         self.settings = settings
         self.storage = storage
         self.clock = clock or ProcessClock()
@@ -184,7 +195,7 @@ class FunctionServer:
         self.ready = False
         self._ready_event = threading.Event()
         #: Seconds of the cold start by phase, once ready (also in /_/ready).
-        self.startup: dict[str, float] = {}
+        self.startup: dict[str, Any] = {}
 
     def init(self) -> None:
         init_started = time.monotonic()
@@ -195,11 +206,16 @@ class FunctionServer:
         self.clock.mark_ready()
         # Where the cold start went: interpreter start, the function's imports, its init
         # (model load); the first call's own cost is in its invocation record (cold_start).
-        imported = max(self.clock.started_monotonic, min(RUNTIME_IMPORTED, init_started))
+        # A replica forked from a zygote starts at its fork (/proc's start time) and its
+        # imports were done in the zygote: process_start_s is then fork to taking over.
+        first = RUNTIME_IMPORTED if self.imported_monotonic is None else self.imported_monotonic
+        imported = max(self.clock.started_monotonic, min(first, init_started))
         self.startup = {
             "process_start_s": round(imported - self.clock.started_monotonic, 3),
             "imports_s": round(max(0.0, init_started - imported), 3),
             "model_load_s": round(time.monotonic() - init_started, 3),
+            "from_zygote": bool(self.origin.get("from_zygote")),
+            **{k: v for k, v in self.origin.items() if k != "from_zygote"},
         }
         log(
             "ready",
@@ -443,10 +459,22 @@ class FunctionServer:
         return self._json(body, exc.status, received)
 
 
-def serve(function: Function[Any, Any, Any]) -> None:
-    """Entry point of `python -m stages.<name>`: configure from env, init, then listen."""
+def serve(
+    function: Function[Any, Any, Any],
+    *,
+    imported_monotonic: float | None = None,
+    origin: dict[str, Any] | None = None,
+) -> None:
+    """Entry point of `python -m stages.<name>` (and of a replica a zygote forked): configure
+    from env, init, then listen."""
     settings = RuntimeSettings.from_env()
-    server = FunctionServer(function, settings, ObjectStore(StorageSettings.from_env()))
+    server = FunctionServer(
+        function,
+        settings,
+        ObjectStore(StorageSettings.from_env()),
+        imported_monotonic=imported_monotonic,
+        origin=origin,
+    )
     # The port opens at once and init runs beside it: OpenFaaS CE kills a pod whose /_/health
     # does not answer within seconds, and a model load can take longer. /_/ready says when
     # init is done; an invocation that arrives earlier waits for it.

@@ -293,6 +293,11 @@ class _View(BaseModel):
 
 
 class MediaView(_View):
+    """Extract-audio's probe of the video; every fact is kept (extra="allow") because the
+    pipeline passes them on to the stages that read the same video, so they need not probe."""
+
+    model_config = ConfigDict(extra="allow")
+
     duration_s: float
     has_audio: bool
     has_video: bool
@@ -322,6 +327,8 @@ class ClipView(_View):
     start_s: float
     end_s: float
     uri: str
+    #: cut-clips' probe of the clip, passed on to transcode-clip.
+    media: dict[str, Any] | None = None
 
 
 class CutClipsOut(_View):

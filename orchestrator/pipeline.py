@@ -364,6 +364,7 @@ class Pipeline:
             frames = await self._vision(
                 "video",
                 video_uri,
+                media=ea.media.model_dump(mode="json"),
                 offset_s=0.0,
                 fanout=None,
                 deps=(head,),
@@ -410,6 +411,7 @@ class Pipeline:
                     "max_width": DELIVERY_MAX_WIDTH,
                     "crf": DELIVERY_CRF,
                     **cfg.overrides("cut-clips"),
+                    "media": ea.media.model_dump(mode="json"),
                     "segments": [s.model_dump(mode="json") for s in segments],
                 },
                 deps=(head,),
@@ -423,7 +425,7 @@ class Pipeline:
                         "transcode-clip",
                         TranscodeOut,
                         {"clip": clip.uri},
-                        cfg.overrides("transcode-clip"),
+                        {**cfg.overrides("transcode-clip"), "media": clip.media},
                         fanout=clip.index,
                         deps=("cut-clips",),
                     )
@@ -455,6 +457,7 @@ class Pipeline:
             return await self._vision(
                 _step_tag(index),
                 video_uri,
+                media=ea.media.model_dump(mode="json"),
                 offset_s=0.0,
                 window=(start, end),
                 fanout=index,
@@ -497,6 +500,7 @@ class Pipeline:
         tag: str,
         video_uri: str,
         *,
+        media: dict[str, Any],
         offset_s: float,
         fanout: int | None,
         deps: tuple[str, ...],
@@ -509,6 +513,8 @@ class Pipeline:
             **cfg.overrides("sample-frames"),
             "interval_s": cfg.frame_interval_s,
             "time_offset_s": offset_s,
+            # extract-audio probed this video already: sample-frames need not probe it again.
+            "media": media,
         }
         if window is not None:
             config.update(start_s=window[0], end_s=window[1])

@@ -49,6 +49,15 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
     return Output(mode=mode, fanout=event.fanout)
 
 
+def preload() -> None:
+    # The zygote's warm-up; SAMPLE_PRELOAD_THREAD leaves a thread running (a zygote must then
+    # refuse to fork).
+    if os.environ.get("SAMPLE_PRELOAD_THREAD"):
+        import threading
+
+        threading.Thread(target=time.sleep, args=(3600,), name="stray", daemon=True).start()
+
+
 def init() -> None:
     # Stands in for a model load, so tests can watch a process that is alive but not ready.
     time.sleep(float(os.environ.get("SAMPLE_INIT_SECONDS", "0")))
@@ -61,6 +70,7 @@ FUNCTION = Function(
     output_model=Output,
     handle=handle,
     init=init,
+    preload=preload,
     description="runtime test function",
 )
 

@@ -5,11 +5,23 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import ffmpeg
 import pytest
 
 from base.config import ConfigError, RuntimeSettings, StorageSettings
 from base.errors import BadInput, InputTooLarge
-from base.media import parse_probe, probe, require_duration
+from base.media import (
+    _output_files,
+    ffmpeg_threads,
+    known_or_probe,
+    mp4_duration,
+    mp4_video_size,
+    parse_probe,
+    probe,
+    require_duration,
+    run,
+    with_threads,
+)
 from base.processes import ProcessRunner
 
 
@@ -70,3 +82,67 @@ def test_probe_real_media_and_reject_text(tmp_path: Path) -> None:
         probe(runner, text)
     # The error names the file, not the function's scratch directory.
     assert "notes.mp4" in bad.value.message and str(tmp_path) not in bad.value.message
+
+
+def test_mp4_duration_reads_the_movie_header_as_ffprobe_does(tmp_path: Path) -> None:
+    runner = ProcessRunner(tmp_path, threading.Event(), deadline=float("inf"))
+    for name, extra in (("plain.mp4", []), ("fast.mp4", ["-movflags", "+faststart"])):
+        video = tmp_path / name
+        done = runner.run(
+            ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=160x120:d=2.4:r=25",
+             "-f", "lavfi", "-i", "sine=d=2.4", "-shortest", "-c:a", "aac", "-pix_fmt",
+             "yuv420p", *extra, str(video)]
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr_tail()
+        header = mp4_duration(video)
+        assert header is not None and abs(header - probe(runner, video).duration_s) < 0.002
+        assert mp4_video_size(video) == (160, 120)
+    wav = tmp_path / "a.wav"
+    runner.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=d=1", str(wav)])
+    (tmp_path / "junk.mp4").write_bytes(b"\x00\x00\x00\x08moov" + b"\xff" * 40)
+    assert mp4_duration(wav) is None and mp4_duration(tmp_path / "junk.mp4") is None
+    assert mp4_video_size(wav) is None and mp4_video_size(tmp_path / "junk.mp4") is None
+    # Known facts are used as they are: no probe runs (the runner counts its children).
+    known = probe(runner, wav)
+    before = runner.cpu_s
+    assert known_or_probe(runner, tmp_path / "missing.wav", known) is known
+    assert runner.cpu_s == before
+
+
+def test_ffmpeg_threads_go_before_every_input_and_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = ffmpeg.input("/in.mp4", ss="1.5")
+    graph = ffmpeg.merge_outputs(
+        ffmpeg.output(src["v:0"], "/out.mp4", vcodec="libx264"),
+        ffmpeg.output(src["a:0"], "/out.wav", ac=1),
+    )
+    args = ffmpeg.compile(graph, cmd="ffmpeg")
+    assert with_threads(args, _output_files(graph), None) == args
+    threaded = with_threads(args, _output_files(graph), 1)
+    for target in ("-i", "/out.mp4", "/out.wav"):
+        at = threaded.index(target)
+        assert threaded[at - 2 : at] == ["-threads", "1"], (target, threaded)
+    assert threaded.count("-threads") == 3
+    monkeypatch.setenv("FFMPEG_THREADS", "lots")
+    with pytest.raises(ValueError, match="FFMPEG_THREADS"):
+        ffmpeg_threads()
+    # A real run with the setting still makes its output.
+    monkeypatch.setenv("FFMPEG_THREADS", "1")
+    runner = ProcessRunner(tmp_path, threading.Event(), deadline=float("inf"))
+    out = tmp_path / "tone.wav"
+    run(runner, ffmpeg.output(ffmpeg.input("sine=d=0.5", f="lavfi"), str(out)), what="test")
+    assert abs(probe(runner, out).duration_s - 0.5) < 0.05
+
+
+def test_errors_name_a_presigned_input_without_its_signature() -> None:
+    from base.media import _without_paths
+
+    url = (
+        "http://127.0.0.1:9000/vsearch/requests/r1/in/talk.mp4?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=AKIDEXAMPLE%2F20261205&X-Amz-Signature=0123abcd"
+    )
+    text = f"{url}: Invalid data found; X-Amz-Signature=feedbeef in a partial echo"
+    clean = _without_paths(text, ["ffmpeg", "-i", url])
+    assert clean.startswith("talk.mp4: Invalid data found")
+    assert "0123abcd" not in clean and "feedbeef" not in clean and "AKIDEXAMPLE" not in clean

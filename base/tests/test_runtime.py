@@ -55,6 +55,7 @@ def test_health_and_ready(sample: FunctionProcess) -> None:
     assert ready["pid"] == sample.pid
     # Where the cold start went, by phase; together no more than process start to ready.
     phases = ready["startup"]
+    assert phases.pop("from_zygote") is False  # a fresh interpreter
     assert set(phases) == {"process_start_s", "imports_s", "model_load_s"}
     assert all(v >= 0 for v in phases.values())
     assert sum(phases.values()) <= (sample.ready_after_s or 0) + 1.0

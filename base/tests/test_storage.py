@@ -54,6 +54,36 @@ def test_streaming_transfer_roundtrip_and_limits(store: ObjectStore, tmp_path: P
     store.put_bytes(empty, b"")
     with pytest.raises(BadInput):
         store.download(empty, tmp_path / "z")
+    # Below the multipart threshold: one PUT, one streamed GET, the same checks.
+    small = tmp_path / "small.jpg"
+    small.write_bytes(bytes(range(256)) * 300)
+    key = f"tests/{uuid.uuid4().hex[:8]}/small.jpg"
+    assert store.upload(small, key, content_type="image/jpeg") == small.stat().st_size
+    head = store.client.head_object(Bucket=store.bucket, Key=key)
+    assert head["ContentType"] == "image/jpeg"
+    assert store.download(key, tmp_path / "s") == small.stat().st_size
+    assert (tmp_path / "s").read_bytes() == small.read_bytes()
+    with pytest.raises(InputTooLarge):
+        store.download(key, tmp_path / "t", max_bytes=1000)
+
+
+def test_read_url_serves_byte_ranges_after_the_download_checks(store: ObjectStore) -> None:
+    import urllib.request
+
+    key = f"tests/{uuid.uuid4().hex[:8]}/video.bin"
+    store.put_bytes(key, bytes(range(256)) * 64)
+    url = store.read_url(key, max_bytes=1 << 20)
+    ranged = urllib.request.Request(url, headers={"Range": "bytes=1000-1009"})
+    with urllib.request.urlopen(ranged, timeout=10) as got:  # what ffmpeg's seeks ask for
+        assert got.status == 206 and got.read() == bytes(range(256))[1000 % 256 :][:10]
+    with pytest.raises(InputTooLarge):
+        store.read_url(key, max_bytes=1000)
+    with pytest.raises(InputNotFound):
+        store.read_url(f"tests/{uuid.uuid4().hex}/none")
+    empty = f"tests/{uuid.uuid4().hex[:8]}/empty.mp4"
+    store.put_bytes(empty, b"")
+    with pytest.raises(BadInput):
+        store.read_url(empty)
 
 
 def test_conditional_writes_detect_lost_races(store: ObjectStore) -> None:
@@ -66,3 +96,43 @@ def test_conditional_writes_detect_lost_races(store: ObjectStore) -> None:
         store.put_json(key, {"v": "stale writer"}, if_match=etag)
     value, current = store.get_json(key)
     assert value == {"v": 2} and current == new_etag
+
+
+def test_a_broken_small_download_is_fetched_again(tmp_path: Path) -> None:
+    """One GET per small object: a body that breaks off is fetched again, a short body too,
+    and a store that keeps failing is a retryable StorageUnavailable, not a partial file."""
+    from botocore.exceptions import ResponseStreamingError
+
+    from base.errors import StorageUnavailable
+
+    data = bytes(range(256)) * 10
+
+    class Body:
+        def __init__(self, fail: str | None) -> None:
+            self.fail = fail
+
+        def iter_chunks(self, size: int) -> Any:
+            if self.fail == "reset":
+                yield data[:100]
+                raise ResponseStreamingError(error="connection reset")
+            yield data[:100] if self.fail == "short" else data
+
+        def close(self) -> None:
+            pass
+
+    class Client:
+        def __init__(self, failures: list[str | None]) -> None:
+            self.failures = failures
+
+        def get_object(self, **_: Any) -> dict[str, Any]:
+            fail = self.failures.pop(0) if self.failures else None
+            return {"Body": Body(fail), "ContentLength": len(data)}
+
+    settings = StorageSettings(endpoint_url=None, bucket="b", access_key="k", secret_key="s")
+    store = ObjectStore(settings)
+    store._client = Client(["reset", "short"])
+    assert store.download("a/b.bin", tmp_path / "ok") == len(data)
+    assert (tmp_path / "ok").read_bytes() == data
+    store._client = Client(["reset", "reset", "reset"])
+    with pytest.raises(StorageUnavailable):
+        store.download("a/b.bin", tmp_path / "broken")

@@ -129,6 +129,22 @@ COMPONENTS: dict[str, Component] = {
             note="the faas repository's gateway/ module at a pseudo-version (no module tags)",
         ),
         Component(
+            name="prometheus",
+            module="github.com/prometheus/prometheus",
+            package="github.com/prometheus/prometheus/cmd/prometheus",
+            # Makefile.common's promu stamps these (.promu.yml ldflags).
+            x_flags=(
+                "github.com/prometheus/common/version.Version={version}",
+                "github.com/prometheus/common/version.Branch=module",
+            ),
+            # Only the service discovery the chart's config uses (kubernetes_sd_configs; static
+            # is always in): plugins/plugin_*.go honour these tags. Without them the build
+            # compiles every cloud's SDK (AWS, Azure, GCE, ...) for nothing.
+            tags=("remove_all_sd", "enable_kubernetes_sd"),
+            note="without the builtinassets tag: the module has no built UI (web/ui/static is "
+            "npm output), so /graph etc. say so; the API, /metrics and scraping are all there",
+        ),
+        Component(
             name="faas-provider",
             module="vsearch.local/platform/faas-provider",
             package="vsearch.local/platform/faas-provider",

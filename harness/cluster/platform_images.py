@@ -79,6 +79,19 @@ IMAGES: dict[str, PlatformImage] = {
             ports=("8080/tcp",),
         ),
         PlatformImage(
+            name="prometheus",
+            component="prometheus",
+            path="/usr/bin/prometheus",
+            # As prom/prometheus' Dockerfile: config under /etc/prometheus, TSDB under
+            # /prometheus (manifests/openfaas/local/prometheus.yaml mounts an emptyDir there).
+            directories=(("/tmp", 0o1777), ("/etc/prometheus", 0o755), ("/prometheus", 0o777)),
+            ports=("9090/tcp",),
+            args=(
+                "--config.file=/etc/prometheus/prometheus.yml",
+                "--storage.tsdb.path=/prometheus",
+            ),
+        ),
+        PlatformImage(
             name="minio",
             component="minio",
             path="/usr/bin/minio",

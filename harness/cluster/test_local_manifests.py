@@ -61,10 +61,16 @@ def _minio_rendered() -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
+def _prometheus_pod() -> dict[str, Any]:
+    return _find("Deployment", "prometheus")["spec"]["template"]["spec"]
+
+
 def test_images_are_the_pinned_builds() -> None:
     containers = _containers()
     assert containers["gateway"]["image"] == _image("openfaas-gateway")
     assert containers["faas-provider"]["image"] == _image("faas-provider")
+    (prometheus,) = _prometheus_pod()["containers"]
+    assert prometheus["image"] == _image("prometheus")
     kustomization = yaml.safe_load((MINIO_LOCAL / "kustomization.yaml").read_text())
     (override,) = kustomization["images"]
     assert f"{override['newName']}:{override['newTag']}" == _image("minio")
@@ -136,3 +142,59 @@ def test_local_manifests_validate_for_kubernetes_1_34() -> None:
         docs += _minio_rendered()
     for doc in docs:
         kv.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_gateway_finds_prometheus_and_prometheus_scrapes_the_gateway() -> None:
+    gateway = _env(_containers()["gateway"])
+    service = _find("Service", "prometheus")
+    host = f"{service['metadata']['name']}.{service['metadata']['namespace']}"
+    assert (gateway["faas_prometheus_host"], gateway["faas_prometheus_port"]) == (host, "9090")
+    assert service["metadata"]["namespace"] == km.OPENFAAS_NAMESPACE
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == 9090
+    assert (
+        service["spec"]["selector"]
+        == _find("Deployment", "prometheus")["spec"]["selector"]["matchLabels"]
+    )
+    # The chart's scrape job keeps pods of the gateway's namespace annotated for scraping, at
+    # the annotated port: the gateway's metrics port (8082, gateway/main.go).
+    config = yaml.safe_load(_find("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+    (pods,) = [j for j in config["scrape_configs"] if j["job_name"] == "openfaas-pods"]
+    (sd,) = pods["kubernetes_sd_configs"]
+    assert sd["role"] == "pod"
+    assert sd["namespaces"]["names"] == [km.OPENFAAS_NAMESPACE]
+    keep = [r for r in pods["relabel_configs"] if r.get("action") == "keep"]
+    assert keep == [{"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+                     "action": "keep", "regex": True}]  # fmt: skip
+    template = _find("Deployment", "gateway")["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "8082"}
+    ports = {p["containerPort"] for p in _containers()["gateway"]["ports"]}
+    assert 8082 in ports
+
+
+def test_prometheus_runs_non_root_on_its_config_and_an_empty_dir() -> None:
+    pod = _prometheus_pod()
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    args = dict(a.removeprefix("--").split("=", 1) for a in container["args"])
+    assert "emptyDir" in volumes[mounts[args["storage.tsdb.path"]]]
+    config = _find("ConfigMap", "prometheus-config")
+    assert volumes[mounts[args["config.file"]]]["configMap"]["name"] == config["metadata"]["name"]
+    # Every rule file the config names is mounted beside it.
+    rules = yaml.safe_load(config["data"]["prometheus.yml"])["rule_files"]
+    for name in rules:
+        assert f"/etc/prometheus/{name}" in mounts
+        assert name in config["data"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    role = _find("Role", "openfaas-prometheus")
+    assert role["metadata"]["namespace"] == km.OPENFAAS_NAMESPACE
+    granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    assert {("pods", v) for v in ("get", "list", "watch")} <= granted
+    assert (
+        pod["serviceAccountName"]
+        == _find("ServiceAccount", "openfaas-prometheus")["metadata"]["name"]
+    )

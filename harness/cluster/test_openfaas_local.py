@@ -5,6 +5,10 @@ are stored, nothing schedules). A function is deployed through the gateway's RES
 body harness/backends/kind_manifests.py renders, and the Deployment the provider made must hold
 every field of the Deployment kind_manifests predicts (the API server adds defaults around
 them). Then list, scale to 0, and delete, all through the gateway with its basic auth.
+
+Prometheus is the built one (./vsearch platform build prometheus), scraping the gateway's
+metrics port: the gateway's listing asks it for invocation counts and panics without an answer
+(gateway/metrics/add_metrics.go mixIn), see manifests/README.md.
 """
 
 from __future__ import annotations
@@ -18,12 +22,11 @@ import ssl
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
 from typing import Any
 
 import pytest
@@ -33,7 +36,8 @@ from harness.cluster import builder
 from harness.functions import load
 
 pytestmark = pytest.mark.slow
-NEEDED = ("etcd", "kube-apiserver", "faas-provider", "openfaas-gateway")  # start order
+# start order
+NEEDED = ("etcd", "kube-apiserver", "prometheus", "faas-provider", "openfaas-gateway")
 GATEWAY = "http://127.0.0.1:8080"  # the gateway's port is hard-coded (gateway/main.go)
 
 
@@ -131,28 +135,18 @@ def _contains(actual: Any, expected: Any, where: str = "") -> list[str]:
     return [] if actual == expected else [f"{where}: {actual!r} != {expected!r}"]
 
 
-class _NoSamples(BaseHTTPRequestHandler):
-    """Stands in for Prometheus' query API: an empty vector (this test invokes nothing).
-
-    Needed because the gateway's GET /system/functions panics when Prometheus cannot be
-    reached (gateway/metrics/add_metrics.go: mixIn dereferences the nil result of the failed
-    query), so without any Prometheus the listing answers no response at all.
-    """
-
-    def do_GET(self) -> None:
-        body = b'{"status":"success","data":{"resultType":"vector","result":[]}}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def _prometheus_config(path: Path) -> None:
+    """manifests/openfaas/local/prometheus.yaml's gateway job, with a static target: no pods."""
+    path.write_text(json.dumps({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "openfaas-pods", "scrape_interval": "1s",
+                            "static_configs": [{"targets": ["127.0.0.1:8082"],
+                                                "labels": {"app": "gateway"}}]}],
+    }))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str, str]]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str, str, int]]:
     binaries = {name: builder.cached(name) for name in NEEDED}
     missing = [name for name, path in binaries.items() if path is None]
     if missing:
@@ -166,7 +160,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str, 
                    capture_output=True)  # fmt: skip
     subprocess.run(["openssl", "rsa", "-in", str(d / "sa.key"), "-pubout", "-out",
                     str(d / "sa.pub")], check=True, capture_output=True)  # fmt: skip
-    client, peer, api_port, provider_port = (_free_port() for _ in range(4))
+    client, peer, api_port, provider_port, prometheus_port = (_free_port() for _ in range(5))
+    _prometheus_config(d / "prometheus.yml")
     auth_dir = d / "basic-auth"
     auth_dir.mkdir()
     password = secrets.token_urlsafe(24)
@@ -200,6 +195,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str, 
             f"--token-auth-file={d / 'tokens.csv'}", "--authorization-mode=Node,RBAC",
             "--service-cluster-ip-range=10.96.0.0/24",
         ],
+        "prometheus": [
+            str(binaries["prometheus"]), f"--config.file={d / 'prometheus.yml'}",
+            f"--storage.tsdb.path={d / 'prometheus'}",
+            f"--web.listen-address=127.0.0.1:{prometheus_port}",
+        ],
         "faas-provider": [str(binaries["faas-provider"])],
         "openfaas-gateway": [str(binaries["openfaas-gateway"])],
     }  # fmt: skip
@@ -215,17 +215,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str, 
             "functions_provider_url": f"http://127.0.0.1:{provider_port}/",
             "basic_auth": "true", "secret_mount_path": str(auth_dir),
             "direct_functions": "false", "function_namespace": km.FUNCTION_NAMESPACE,
-            "faas_prometheus_host": "127.0.0.1",
+            "faas_prometheus_host": "127.0.0.1", "faas_prometheus_port": str(prometheus_port),
         },
     }  # fmt: skip
-    prometheus = ThreadingHTTPServer(("127.0.0.1", 0), _NoSamples)
-    Thread(target=prometheus.serve_forever, daemon=True).start()
-    env["openfaas-gateway"]["faas_prometheus_port"] = str(prometheus.server_address[1])
     procs: list[subprocess.Popen[bytes]] = []
     api = Api(f"https://127.0.0.1:{api_port}", token)
     checks = {
         "etcd": lambda: urllib.request.urlopen(f"http://127.0.0.1:{client}/health", timeout=2),
         "kube-apiserver": lambda: api.call("GET", "/readyz")[0] == 200,
+        "prometheus": lambda: urllib.request.urlopen(
+            f"http://127.0.0.1:{prometheus_port}/-/ready", timeout=2),
         "faas-provider": lambda: urllib.request.urlopen(
             f"http://127.0.0.1:{provider_port}/healthz", timeout=2),
         "openfaas-gateway": lambda: urllib.request.urlopen(f"{GATEWAY}/healthz", timeout=2),
@@ -250,7 +249,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str, 
                             "stringData": {k: secrets.token_hex(8) for k in keys}}  # fmt: skip
                     path = f"/api/v1/namespaces/{km.FUNCTION_NAMESPACE}/secrets"
                     assert api.call("POST", path, body)[0] == 201
-        yield api, f"admin:{password}", f"http://127.0.0.1:{provider_port}"
+        yield api, f"admin:{password}", f"http://127.0.0.1:{provider_port}", prometheus_port
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -259,11 +258,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str, 
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        prometheus.shutdown()
 
 
-def test_gateway_deploys_lists_scales_and_deletes(stack: tuple[Api, str, str]) -> None:
-    api, auth, provider = stack
+def test_gateway_deploys_lists_scales_and_deletes(stack: tuple[Api, str, str, int]) -> None:
+    api, auth, provider, prometheus_port = stack
     decls = load().functions
     decl = next(d for d in decls if d.name == "orchestrator")  # two secrets, read-only root
     images = km.ImageRefs("t1", "127.0.0.1:5001", {d.name: "sha256:" + "0" * 64 for d in decls})
@@ -283,10 +281,26 @@ def test_gateway_deploys_lists_scales_and_deletes(stack: tuple[Api, str, str]) -
     assert code == 200 and service["spec"]["ports"][0]["port"] == km.RUNTIME_PORT, service
     assert service["spec"]["selector"] == {"faas_function": decl.name}
 
+    # The listing mixes in Prometheus' counts: it answers only when Prometheus does.
     status, body = _gateway("GET", "/system/functions", auth)
+    assert status == 200, body
     listed = {f["name"]: f for f in json.loads(body)}
     assert listed[decl.name]["replicas"] == fn.min_replicas
     assert listed[decl.name]["image"] == fn.image
+    # No count: nothing runs it (no node here); faas-provider types omit a zero count.
+    assert listed[decl.name].get("invocationCount", 0) == 0
+    # ... and that Prometheus scrapes the gateway's metrics.
+    query = urllib.parse.quote('up{job="openfaas-pods"}')
+    deadline = time.monotonic() + 30
+    while True:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{prometheus_port}/api/v1/query?query={query}", timeout=5
+        ) as answer:
+            result = json.load(answer)["data"]["result"]
+        if result and result[0]["value"][1] == "1":
+            break
+        assert time.monotonic() < deadline, f"the gateway is not scraped: {result}"
+        time.sleep(0.5)
 
     scale = f"/system/scale-function/{decl.name}"
 

@@ -364,6 +364,7 @@ def _figures(run: Any) -> dict[str, Any]:
         "wall_s": round(run.wall_s, 4),
         "cpu_s": round(run.cpu_s, 4),
         "function_cpu_s": round(function_cpu_s(run.answer), 4),
+        "stages": stage_figures(run.answer),
         "matches": _matches(run.answer),
     }
 
@@ -431,6 +432,34 @@ def function_cpu_s(answer: dict[str, Any]) -> float:
     )
 
 
+#: Per-stage figures summed over a request's fresh invocations (see `stage_figures`).
+STAGE_FIGURES = ("cpu_s", "children_cpu_s", "wall_s", "download_s", "upload_s")
+
+
+def stage_figures(answer: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per stage function: calls, CPU-seconds (all, and of its child processes: ffmpeg,
+    ffprobe), wall and transfer seconds, and bytes moved, summed over a request's fresh
+    invocations. Where the CPU of one request goes, stage by stage."""
+    result = answer.get("outputs") or {}
+    invocations = (result.get("metrics") or {}).get("invocations") or []
+    stages: dict[str, dict[str, float]] = {}
+    for inv in invocations:
+        metrics = inv.get("metrics") or {}
+        if inv.get("reused") or not metrics:
+            continue
+        row = stages.setdefault(
+            str(inv.get("function")),
+            {"calls": 0, **dict.fromkeys(STAGE_FIGURES, 0.0), "bytes_moved": 0},
+        )
+        row["calls"] += 1
+        for key in STAGE_FIGURES:
+            row[key] = round(row[key] + float(metrics.get(key) or 0.0), 4)
+        row["bytes_moved"] += int(metrics.get("bytes_downloaded") or 0) + int(
+            metrics.get("bytes_uploaded") or 0
+        )
+    return dict(sorted(stages.items()))
+
+
 def _median(values: list[float]) -> float | None:
     return round(statistics.median(values), 4) if values else None
 
@@ -451,6 +480,7 @@ def comparison(
                     "critical_path_s": request.get("critical_path_s"),
                     "overhead_s": request.get("overhead_s"),
                     "function_cpu_s": round(function_cpu_s(serverless), 4),
+                    "stages": stage_figures(serverless),
                     "client_wall_s": client,
                     "cli_overhead_s": round(client - e2e, 4) if client and e2e else None,
                     "matches": _matches(serverless),
@@ -490,8 +520,24 @@ def comparison(
             "load_s": load_s or {},
         },
         "ratio": {"end_to_end": ratio(e2e, base_wall), "function_cpu": ratio(cpu, base_cpu)},
+        "stage_cpu_s_p50": _stage_cpu(ok),
         "rows": rows,
     }
+
+
+def _stage_cpu(ok: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Median CPU-seconds per stage, serverless against baseline, and their ratio."""
+    names = sorted({n for r in ok for side in r.values() for n in side.get("stages") or {}})
+    out: dict[str, dict[str, float | None]] = {}
+    for name in names:
+
+        def cpu(row: dict[str, Any], name: str = name) -> float:
+            return float(((row.get("stages") or {}).get(name) or {}).get("cpu_s", 0.0))
+
+        med = {side: _median([cpu(r[side]) for r in ok]) for side in ("serverless", "baseline")}
+        s, b = med["serverless"], med["baseline"]
+        out[name] = {**med, "ratio": round(s / b, 3) if s is not None and b else None}
+    return out
 
 
 def render_comparison(cmp: dict[str, Any]) -> str:
@@ -508,7 +554,19 @@ def render_comparison(cmp: dict[str, Any]) -> str:
         f"(x{f(r['function_cpu'])}); baseline process CPU {f(b['process_cpu_s_p50'])} s; "
         f"platform overhead {f(s['overhead_p50_s'])} s ({f(s['overhead_share'])}); CLI overhead "
         f"{f(s['cli_overhead_p50_s'])} s of {f(s['client_wall_p50_s'])} s"
+        + _render_stages(cmp.get("stage_cpu_s_p50") or {})
     )
+
+
+def _render_stages(stages: dict[str, dict[str, float | None]]) -> str:
+    if not stages:
+        return ""
+
+    def f(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    parts = [f"{n} {f(v['serverless'])}/{f(v['baseline'])}" for n, v in stages.items()]
+    return "\nstage CPU-s, serverless/baseline (medians): " + ", ".join(parts)
 
 
 def say(text: str, quiet: bool) -> None:

@@ -30,6 +30,23 @@ class FunctionStartError(RuntimeError):
     pass
 
 
+def process_env(env: dict[str, str], drop_inherited: Sequence[str] = ()) -> dict[str, str]:
+    """A function process's environment: ours minus `drop_inherited` prefixes, plus `env`.
+
+    Variables with those prefixes are not inherited (e.g. a developer's AWS_PROFILE or session
+    token would silently change which S3 the function talks to).
+    """
+    prefixes = tuple(drop_inherited)
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    return {
+        **inherited,
+        **env,
+        "HOST": "127.0.0.1",
+        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 #: `sh -c PRELUDE join-cgroups <procs files...> -- <command...>`: write the shell's pid (which
 #: becomes the command's after exec) into each file, refusing to run outside its limits.
 JOIN_CGROUPS = [
@@ -58,18 +75,7 @@ class FunctionProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        # Variables with these prefixes are not inherited (e.g. a developer's AWS_PROFILE or
-        # session token would silently change which S3 the function talks to).
-        prefixes = tuple(drop_inherited)
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-        self._env = {
-            **inherited,
-            **env,
-            "PORT": str(self.port),
-            "HOST": "127.0.0.1",
-            "PYTHONPATH": str(REPO_ROOT),
-            "PYTHONUNBUFFERED": "1",
-        }
+        self._env = {**process_env(env, drop_inherited), "PORT": str(self.port)}
         #: `cgroup.procs` files the process joins before it execs Python (one per hierarchy).
         self.cgroup_procs = [*cgroup_procs, *([preexec_cgroup] if preexec_cgroup else [])]
         self.proc: subprocess.Popen[bytes] | None = None
@@ -107,9 +113,9 @@ class FunctionProcess:
         assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.exited():
                 raise FunctionStartError(
-                    f"{self.module} exited with {self.proc.returncode} before it was ready:\n"
+                    f"{self.module} exited with {self.returncode} before it was ready:\n"
                     f"{self.log_tail()}"
                 )
             try:
@@ -126,7 +132,16 @@ class FunctionProcess:
         raise FunctionStartError(f"{self.module} not ready after {timeout_s:.0f} s")
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and not self.exited()
+
+    def exited(self) -> bool:
+        """The process has ended (a forked replica's status may then still be unknown)."""
+        return self.proc is not None and self.proc.poll() is not None
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit code, or minus the killing signal; None while running or when unknown."""
+        return self.proc.poll() if self.proc is not None else None
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.alive():

@@ -76,6 +76,32 @@ class ReplicaStatus(BaseModel):
     peak_memory_bytes: int
     cpu_s: float
     oom_kills: int
+    #: Forked from the function's zygote rather than started as a fresh interpreter.
+    from_zygote: bool = False
+    #: The replica's own cold-start phases from its /_/ready (process_start_s, imports_s,
+    #: model_load_s; a fork also says from_zygote, zygote_pid, fork_to_child_s).
+    startup: dict[str, float | bool | int] | None = None
+
+
+class ZygoteStatus(BaseModel):
+    """A function's template process. Its pages are shared (copy-on-write) by the replicas it
+    forked and stay charged to its own cgroup: replica peaks do not include them."""
+
+    pid: int | None
+    state: Literal["starting", "ready", "dead", "none", "given_up"]
+    #: Zygote process start to warm (imports and preload done).
+    ready_after_s: float | None
+    #: process_start_s, imports_s, preload_s as the zygote measured them.
+    phases: dict[str, float]
+    #: /proc/PID/smaps_rollup: resident bytes, and proportional (shared pages split).
+    rss_bytes: int
+    pss_bytes: int
+    #: The zygote's own cgroup (what it holds for its replicas).
+    memory_bytes: int
+    peak_memory_bytes: int
+    starts: int
+    replicas_forked: int
+    given_up: str | None = None
 
 
 class FunctionExtras(BaseModel):
@@ -101,6 +127,8 @@ class FunctionExtras(BaseModel):
     limits_enforced: bool
     limits_reason: str
     replicas: list[ReplicaStatus]
+    #: None when zygotes are off (VSEARCH_ZYGOTE=0).
+    zygote: ZygoteStatus | None = None
 
 
 class FunctionStatus(BaseModel):

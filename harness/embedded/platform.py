@@ -237,10 +237,18 @@ class EmbeddedPlatform:
     def _wait_min_replicas(self) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
         while True:
+            functions = self.client.functions()
             pending = [
                 f"{f['name']} ({f['availableReplicas']}/{f['vsearch']['min_replicas']})"
-                for f in self.client.functions()
+                for f in functions
                 if f["availableReplicas"] < f["vsearch"]["min_replicas"] and not _idled(f)
+            ]
+            # Deployed means templated too: a function at zero forks its first replica from a
+            # warm zygote (one that failed is given up and restarted by its replica set).
+            pending += [
+                f"{f['name']} (zygote {zygote['state']})"
+                for f in functions
+                if (zygote := f["vsearch"].get("zygote")) and zygote["state"] == "starting"
             ]
             if not pending:
                 return

@@ -29,11 +29,15 @@ import httpx
 from base.telemetry import log
 from harness.embedded.cgroups import CgroupError, CgroupManager, GroupStats, ReplicaGroup
 from harness.embedded.events import EventLog
-from harness.embedded.function_process import FunctionProcess
-from harness.embedded.models import FunctionExtras, ReplicaStatus
+from harness.embedded.function_process import FunctionProcess, FunctionStartError, process_env
+from harness.embedded.models import FunctionExtras, ReplicaStatus, ZygoteStatus
+from harness.embedded.zygote import ForkedProcess, ZygoteProcess
 from harness.functions import FunctionDeclaration
 
 ReplicaState = Literal["starting", "ready", "draining", "stopping", "dead"]
+
+#: Variables a function process does not inherit from the platform's own environment.
+DROP_INHERITED = ("AWS_", "S3_", "GATEWAY_")
 
 
 class PoolError(Exception):
@@ -84,6 +88,13 @@ class PoolSettings:
     #: A SIGKILL this soon after the monitor saw an OOM kill in the group is that kill.
     oom_recent_s: float = 5.0
     backoff_max_s: float = 30.0
+    #: Start replicas by forking a per-function zygote (imports and fork-safe models loaded)
+    #: instead of a fresh interpreter; VSEARCH_ZYGOTE=0 turns it off (fresh processes only).
+    zygote: bool = field(default_factory=lambda: os.environ.get("VSEARCH_ZYGOTE", "1") != "0")
+    #: A replica start waits this long for a zygote that is still warming up, then starts fresh.
+    zygote_ready_timeout_s: float = 120.0
+    #: A zygote that failed this many times in a row is given up (fresh processes from then on).
+    zygote_max_failures: int = 3
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,10 @@ class Replica:
     death: Death | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     pidfd: int | None = None
+    #: Forked from the function's zygote (False: a fresh interpreter).
+    from_zygote: bool = False
+    #: Where the cold start went, as the replica's /_/ready reported it.
+    startup: dict[str, float | bool | int] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -153,6 +168,8 @@ class Replica:
             peak_memory_bytes=self.stats.peak_bytes,
             cpu_s=round(self.stats.cpu_s, 4),
             oom_kills=self.stats.oom_kills,
+            from_zygote=self.from_zygote,
+            startup=self.startup,
         )
 
 
@@ -214,10 +231,19 @@ class ReplicaSet:
         self.peak_memory_bytes = 0
         self._prev_cpu = (time.monotonic(), 0.0)
         self._usage_cores = 0.0
+        self._zygote: ZygoteProcess | None = None
+        self._zygote_group: ReplicaGroup | None = None
+        self._zygote_seq = itertools.count(1)
+        self._zygote_failures = 0
+        self._zygote_given_up = ""
+        self.zygote_starts = 0
+        self.replicas_forked = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.settings.zygote:
+            self._start_zygote()
         self._monitor = asyncio.create_task(self._monitor_loop(), name=f"monitor-{self.name}")
         self._reconcile()
 
@@ -238,6 +264,7 @@ class ReplicaSet:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self._stop_zygote)
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -436,6 +463,8 @@ class ReplicaSet:
     # -- replica processes ---------------------------------------------------------------------
 
     def _start_replica(self) -> Replica | None:
+        if self._zygote_warming():
+            return None  # forked as soon as the zygote is warm (the monitor retries)
         name = f"{self.name}-{next(self._seq)}"
         try:
             group = self._cgroups.create(name, self.decl.memory_limit_bytes, self.decl.cpu_limit)
@@ -451,16 +480,21 @@ class ReplicaSet:
             "REPLICA_NAME": name,
             "FUNCTION_NAME": self.name,
         }
-        process = FunctionProcess(
-            self.decl.module,
-            env,
-            log_path=self._log_dir / f"{name}.log",
-            cgroup_procs=group.procs_files(),
-            drop_inherited=("AWS_", "S3_", "GATEWAY_"),
-        )
+        zygote = self._zygote if self._zygote is not None and self._zygote.usable() else None
+        process = self._process(name, env, group, zygote)
         replica = Replica(name=name, seq=int(name.rsplit("-", 1)[1]), process=process, group=group)
+        replica.from_zygote = zygote is not None
         try:
-            process.start()
+            try:
+                process.start()
+            except FunctionStartError as exc:
+                # The zygote could not fork: this replica starts fresh, and the zygote restarts.
+                log("zygote.fallback", level="warning", function=self.name, error=str(exc)[:300])
+                self._zygote_failed(f"fork failed: {exc}")
+                process = self._process(name, env, group, None)
+                replica.process = process
+                replica.from_zygote = False
+                process.start()
         except OSError as exc:
             with contextlib.suppress(CgroupError):
                 group.remove()
@@ -470,6 +504,7 @@ class ReplicaSet:
         group.watch(process.pid)
         self.replicas[name] = replica
         self.replica_starts += 1
+        self.replicas_forked += int(replica.from_zygote)
         self._watch_exit(replica)
         self._events.record(
             "replica_started",
@@ -477,9 +512,150 @@ class ReplicaSet:
             replica=name,
             pid=process.pid,
             limit_bytes=group.memory_limit_bytes,
+            message="forked from the zygote" if replica.from_zygote else "fresh process",
         )
         self._spawn(self._await_ready(replica))
         return replica
+
+    def _process(
+        self, name: str, env: dict[str, str], group: ReplicaGroup, zygote: ZygoteProcess | None
+    ) -> FunctionProcess:
+        kwargs = {
+            "log_path": self._log_dir / f"{name}.log",
+            "cgroup_procs": group.procs_files(),
+            "drop_inherited": DROP_INHERITED,
+        }
+        if zygote is not None:
+            return ForkedProcess(zygote, self.decl.module, env, **kwargs)  # type: ignore[arg-type]
+        return FunctionProcess(self.decl.module, env, **kwargs)  # type: ignore[arg-type]
+
+    # -- the zygote ----------------------------------------------------------------------------
+
+    def _start_zygote(self) -> None:
+        """One template process per function: imports and fork-safe models, then it forks."""
+        if not hasattr(os, "fork"):
+            self._zygote_given_up = "os.fork is not available here: replicas start fresh"
+            log("zygote.unsupported", level="warning", function=self.name)
+            return
+        name = f"{self.name}-z{next(self._zygote_seq)}"
+        try:
+            group = self._cgroups.create(name, self.decl.memory_limit_bytes, self.decl.cpu_limit)
+        except (CgroupError, OSError) as exc:
+            self._zygote_failed(f"cgroup for {name}: {exc}")
+            return
+        env = process_env(
+            {**self._env, **self.decl.env, "FUNCTION_NAME": self.name}, DROP_INHERITED
+        )
+        zygote = ZygoteProcess(
+            self.decl.module,
+            env,
+            log_path=self._log_dir / f"{name}.log",
+            cgroup_procs=group.procs_files(),
+        )
+        try:
+            zygote.start()
+        except OSError as exc:
+            with contextlib.suppress(CgroupError):
+                group.remove()
+            self._zygote_failed(f"cannot start the zygote: {exc}")
+            return
+        assert zygote.pid is not None
+        group.watch(zygote.pid)
+        self._zygote, self._zygote_group = zygote, group
+        self.zygote_starts += 1
+        log("zygote.started", function=self.name, zygote=name, pid=zygote.pid)
+
+    def _zygote_warming(self) -> bool:
+        zygote = self._zygote
+        if zygote is None or zygote.ready or not zygote.alive():
+            return False
+        age = time.monotonic() - zygote.started_monotonic
+        if age < self.settings.zygote_ready_timeout_s:
+            return True
+        self._zygote_failed(f"not warm after {age:.0f} s")
+        return False
+
+    def _zygote_failed(self, reason: str) -> None:
+        self._zygote_failures += 1
+        tail = ""
+        if self._zygote is not None:
+            lines = self._zygote.log_tail(400).strip().splitlines()[-1:]
+            tail = f" (last log line: {lines[0]})" if lines else ""
+        log(
+            "zygote.failed",
+            level="warning",
+            function=self.name,
+            reason=reason[:300] + tail,
+            failures=self._zygote_failures,
+        )
+        self._stop_zygote()
+        if self._zygote_failures >= self.settings.zygote_max_failures:
+            self._zygote_given_up = f"{reason}{tail}"[:500]
+            log("zygote.given_up", level="error", function=self.name, reason=self._zygote_given_up)
+
+    def _zygote_upkeep(self) -> None:
+        """Restart a zygote that died (replicas start fresh meanwhile)."""
+        if self._closing or not self.settings.zygote or self._zygote_given_up:
+            return
+        zygote = self._zygote
+        if zygote is not None and zygote.alive():
+            if zygote.ready:
+                self._zygote_failures = 0
+            return
+        if zygote is not None:
+            code = zygote.proc.poll() if zygote.proc is not None else None
+            self._zygote_failed(f"the zygote exited ({_exit_text(code)}): {zygote.failure}")
+            if self._zygote_given_up:
+                return
+        self._start_zygote()
+
+    def _stop_zygote(self) -> None:
+        zygote, group = self._zygote, self._zygote_group
+        self._zygote = self._zygote_group = None
+        if zygote is not None:
+            zygote.stop()
+        if group is not None:
+            try:
+                group.remove()
+            except CgroupError as exc:
+                log("cgroup.remove_failed", level="warning", replica=group.name, error=str(exc))
+
+    def zygote_status(self) -> ZygoteStatus | None:
+        if not self.settings.zygote:
+            return None
+        zygote, group = self._zygote, self._zygote_group
+        stats = None
+        if group is not None:
+            with contextlib.suppress(OSError):
+                stats = group.stats()
+        rss, pss = smaps_rollup(zygote.pid) if zygote is not None and zygote.pid else (0, 0)
+        return ZygoteStatus(
+            pid=zygote.pid if zygote is not None else None,
+            state=(
+                "given_up"
+                if self._zygote_given_up
+                else "none"
+                if zygote is None
+                else "ready"
+                if zygote.usable()
+                else "starting"
+                if zygote.alive()
+                else "dead"
+            ),
+            ready_after_s=(
+                None
+                if zygote is None or zygote.ready_after_s is None
+                else round(zygote.ready_after_s, 4)
+            ),
+            phases=dict(zygote.phases) if zygote is not None else {},
+            rss_bytes=rss,
+            pss_bytes=pss,
+            memory_bytes=stats.memory_bytes if stats else 0,
+            peak_memory_bytes=stats.peak_bytes if stats else 0,
+            starts=self.zygote_starts,
+            replicas_forked=self.replicas_forked,
+            given_up=self._zygote_given_up or None,
+        )
 
     async def _await_ready(self, replica: Replica) -> None:
         deadline = replica.started_monotonic + self.settings.start_timeout_s
@@ -490,6 +666,9 @@ class ReplicaSet:
             with contextlib.suppress(httpx.TransportError):
                 response = await self._client.get(url, timeout=1.0)
                 if response.status_code == 200 and self._answered_by(replica, response):
+                    with contextlib.suppress(ValueError, AttributeError):
+                        startup = response.json().get("startup")
+                        replica.startup = startup if isinstance(startup, dict) else None
                     break
             if time.monotonic() > deadline:
                 self._start_failed(
@@ -510,6 +689,7 @@ class ReplicaSet:
             replica=replica.name,
             pid=replica.pid,
             seconds=round(replica.start_s or 0.0, 4),
+            message="forked from the zygote" if replica.from_zygote else "fresh process",
         )
         self._dispatch()
         self._reconcile()
@@ -582,9 +762,8 @@ class ReplicaSet:
             return
         replica.exit_handled = True
         self._close_pidfd(replica)
-        proc = replica.process.proc
-        assert proc is not None
-        code = proc.poll()
+        assert replica.process.proc is not None
+        code = replica.process.returncode
         was = replica.state
         replica.state = "dead"
         limit = replica.group.memory_limit_bytes
@@ -712,14 +891,8 @@ class ReplicaSet:
 
     async def _wait_exit(self, replica: Replica) -> None:
         while not replica.exited.is_set():
-            proc = replica.process.proc
             # No pidfd (or it already fired): poll so the exit is still handled.
-            if (
-                replica.pidfd is None
-                and proc is not None
-                and not replica.exit_handled
-                and proc.poll() is not None
-            ):
+            if replica.pidfd is None and not replica.exit_handled and replica.process.exited():
                 self._spawn(self._on_exit(replica))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(replica.exited.wait(), 0.05)
@@ -767,16 +940,17 @@ class ReplicaSet:
 
     def _tick(self) -> None:
         for replica in list(self.replicas.values()):
-            proc = replica.process.proc
             # Only without a pidfd: the pidfd's callback owns the exit otherwise.
             watched = replica.pidfd is not None or replica.exit_handled
-            if not watched and proc is not None and proc.poll() is not None:
+            if not watched and replica.process.exited():
                 self._spawn(self._on_exit(replica))
+        self._zygote_upkeep()
         now = time.monotonic()
         if now - self._last_stats >= self.settings.stats_interval_s:
             self._last_stats = now
             self._sample()
         self._reconcile()
+        self._scale_up()  # replica starts deferred while the zygote warmed up
 
     def _sample(self) -> None:
         cpu_total = 0.0
@@ -850,7 +1024,26 @@ class ReplicaSet:
             limits_enforced=self._cgroups.enforced,
             limits_reason=self._cgroups.reason,
             replicas=[r.status() for r in sorted(self.replicas.values(), key=lambda r: r.seq)],
+            zygote=self.zygote_status(),
         )
+
+
+def smaps_rollup(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) bytes of one process from /proc/PID/smaps_rollup; (0, 0) when unreadable.
+
+    PSS splits each shared page among the processes that map it, so a zygote's PSS falls as
+    its replicas share its pages; RSS counts them all.
+    """
+    values = {"Rss:": 0, "Pss:": 0}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                parts = line.split()
+                if parts and parts[0] in values:
+                    values[parts[0]] = int(parts[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return values["Rss:"], values["Pss:"]
 
 
 def _killpg(pid: int, sig: int) -> None:

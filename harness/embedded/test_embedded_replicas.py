@@ -35,6 +35,13 @@ class KilledProcess:
     def poll(self) -> int:
         return -signal.SIGKILL
 
+    def exited(self) -> bool:
+        return True
+
+    @property
+    def returncode(self) -> int:
+        return -signal.SIGKILL
+
     def log_tail(self, limit: int) -> str:
         return ""
 

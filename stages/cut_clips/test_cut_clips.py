@@ -130,6 +130,16 @@ def test_clips_are_frame_accurate_in_time_sound_and_picture(
         assert (v["width"], v["height"]) == (W, H)
         assert float(v["duration"]) == pytest.approx(want, abs=0.1)
         assert float(a["duration"]) == pytest.approx(want, abs=0.1)
+        # The clip's facts (read from its mp4 headers, not probed) are what ffprobe says.
+        facts = clip["media"]
+        assert (facts["video_codec"], facts["pix_fmt"], facts["rotation"]) == (
+            "h264",
+            v["pix_fmt"],
+            0,
+        )
+        assert (facts["width"], facts["height"]) == (v["width"], v["height"])
+        assert facts["duration_s"] == pytest.approx(float(info["format"]["duration"]), abs=0.002)
+        assert facts["has_audio"] and facts["has_video"]
 
     # Sound: speech clips are loud, the silent one is at the noise floor, and the boundary clip
     # turns quiet exactly where sentence 1 ends (3.6 s in the source = 0.6 s into the clip).
@@ -172,6 +182,7 @@ def test_max_width_scales_the_one_encode_down_never_up(
         info = probe(_fetch(s3_server, clip["uri"], tmp_path / f"{max_width}.mp4"))
         v = next(s for s in info["streams"] if s["codec_type"] == "video")
         assert (v["width"], v["height"], v["pix_fmt"]) == (*want, "yuv420p")
+        assert (clip["media"]["width"], clip["media"]["height"]) == want
         assert float(info["format"]["duration"]) == pytest.approx(3.0, abs=0.1)
 
 

@@ -174,5 +174,6 @@ FUNCTION = Function(
     output_model=Output,
     handle=handle,
     init=init,
+    preload=init,  # fork-safe (checked after a real fork): the zygote loads it once
     description="YOLOv4-tiny (OpenCV DNN) object detection on 1..64 sampled JPEG frames",
 )

@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 from base import media
 from base.contracts import Event, Model, S3Uri
 from base.errors import BadInput
+from base.media import MediaInfo
 from base.runtime import Context, Function
 
 #: Tag the metadata filter attaches, only so that its print mode has something to print.
@@ -40,6 +41,9 @@ class Config(Model):
     #: Sample only this window (seconds in the video's timeline); times stay in that timeline.
     start_s: float | None = Field(None, ge=0.0, le=1e7)
     end_s: float | None = Field(None, gt=0.0, le=1e7)
+    #: The input's media facts as its producer probed them (the orchestrator passes
+    #: extract-audio's `media`); None: this function probes the input itself.
+    media: MediaInfo | None = None
 
     @model_validator(mode="after")
     def _window(self) -> Config:
@@ -62,8 +66,13 @@ class Output(Model):
 
 def handle(event: Event[Input, Config], ctx: Context) -> Output:
     cfg = event.config
-    path = ctx.download(event.input.video)
-    info = media.probe(ctx.runner, path)
+    # ffmpeg reads the video over a presigned URL with range requests: each seek fetches the
+    # index and the frames it decodes, not the whole object (a download per sentence would
+    # move the whole video once per sentence).
+    ctx.check_cancelled()
+    key = ctx.storage.key_of(event.input.video)
+    source = ctx.storage.read_url(key, max_bytes=ctx.settings.max_input_bytes)
+    info = media.known_or_probe(ctx.runner, source, cfg.media)
     media.require_duration(info, ctx.settings.max_duration_s)
     if not info.has_video:
         raise BadInput("the input has no video stream to sample frames from", code="no_video")
@@ -87,7 +96,7 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
         batch = targets[first : first + _PER_RUN]
         outs = [frames_dir / f"frame-{first + i:05d}.jpg" for i in range(len(batch))]
         logs = [ctx.scratch(f"times-{first + i:05d}.txt") for i in range(len(batch))]
-        graph = _seek(path, batch, half, outs, logs, cfg)
+        graph = _seek(source, batch, half, outs, logs, cfg)
         media.run(ctx.runner, graph, what="frame sampling")
         for jpg, log_file in zip(outs, logs, strict=True):
             got = _read_times(log_file)
@@ -98,7 +107,7 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
         # The video stream ends before the first target (e.g. it is shorter than the audio):
         # its first decodable picture is still better than no frame at all.
         times_file = ctx.scratch("frame-times.txt")
-        graph = _sample(path, frames_dir, times_file, None, 1, cfg)
+        graph = _sample(source, frames_dir, times_file, None, 1, cfg)
         media.run(ctx.runner, graph, what="frame sampling")
         written = sorted(frames_dir.glob("frame-*.jpg"))
         times = _read_times(times_file)
@@ -138,7 +147,7 @@ def _targets(start: float, end: float, interval_s: float, limit: int) -> list[fl
 
 
 def _seek(
-    path: Path,
+    source: str,
     targets: list[float],
     half: float,
     outs: list[Path],
@@ -151,7 +160,7 @@ def _seek(
     outputs = []
     for target, out, log_file in zip(targets, outs, logs, strict=True):
         out.unlink(missing_ok=True)
-        video = ffmpeg.input(str(path), ss=f"{max(0.0, target - half):.6f}", copyts=None)["v:0"]
+        video = ffmpeg.input(source, ss=f"{max(0.0, target - half):.6f}", copyts=None)["v:0"]
         video = video.filter("metadata", mode="add", key=_TAG, value="1")
         video = video.filter("metadata", mode="print", file=str(log_file))
         if cfg.width is not None:
@@ -161,7 +170,7 @@ def _seek(
 
 
 def _sample(
-    path: Path,
+    source: str,
     frames_dir: Path,
     times_file: Path,
     select: str | None,
@@ -170,7 +179,7 @@ def _sample(
 ) -> object:
     for old in frames_dir.glob("frame-*.jpg"):
         old.unlink()
-    video = ffmpeg.input(str(path))["v:0"]
+    video = ffmpeg.input(source)["v:0"]
     if select is not None:
         video = video.filter("select", select)
     video = video.filter("metadata", mode="add", key=_TAG, value="1")

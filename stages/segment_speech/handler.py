@@ -201,5 +201,6 @@ FUNCTION = Function(
     output_model=Output,
     handle=handle,
     init=init,
+    preload=init,  # fork-safe (checked after a real fork): the zygote loads it once
     description="Sentence timestamps from loudness drops (librosa.effects.split) in a WAV.",
 )

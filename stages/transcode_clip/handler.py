@@ -17,6 +17,7 @@ from pydantic import Field
 
 from base import media
 from base.contracts import Event, Model, S3Uri
+from base.media import MediaInfo
 from base.runtime import Context, Function
 
 Preset = Literal[
@@ -37,6 +38,8 @@ class Config(Model):
     preset: Preset = "veryfast"
     max_width: int = Field(640, ge=16, le=7680)
     sample_rate: int = Field(16000, ge=8000, le=48000)
+    #: The clip's media facts as cut-clips probed them; None: this function probes the clip.
+    media: MediaInfo | None = None
 
 
 class Output(Model):
@@ -49,7 +52,7 @@ class Output(Model):
 def handle(event: Event[Input, Config], ctx: Context) -> Output:
     cfg = event.config
     path = ctx.download(event.input.clip)
-    info = media.probe(ctx.runner, path)
+    info = media.known_or_probe(ctx.runner, path, cfg.media)
     media.require_duration(info, ctx.settings.max_duration_s)
 
     n = event.fanout or 0
@@ -81,7 +84,8 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
     )
     media.run(ctx.runner, graph, what="clip transcode")
 
-    duration = media.probe(ctx.runner, mp4).duration_s
+    # The movie header says how long the mp4 is; a probe only where it cannot be read.
+    duration = media.mp4_duration(mp4) or media.probe(ctx.runner, mp4).duration_s
     mp4_uri = ctx.upload(mp4, mp4.name, content_type="video/mp4")
     wav_uri = ctx.upload(wav, wav.name, content_type="audio/wav")
     return Output(mp4=mp4_uri, wav=wav_uri, duration_s=duration, has_video=info.has_video)

@@ -204,6 +204,16 @@ def init() -> None:
         )
 
 
+def preload() -> None:
+    """The fork-safe part of init, for the zygote: imports and the model directory's check.
+
+    The CTranslate2 model itself loads in each replica (`init`): its worker threads would not
+    survive a fork.
+    """
+    _model_dir()
+    import faster_whisper  # noqa: F401
+
+
 def _model() -> _Loaded:
     if _loaded is None:
         init()
@@ -220,22 +230,28 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
     language = _language(cfg.language, loaded.model)
 
     path = ctx.download(event.input.audio)
-    info = media.probe(ctx.runner, path)
-    media.require_duration(info, ctx.settings.max_duration_s)
-    if not info.has_audio:
-        raise BadInput("the input has no audio stream to transcribe", code="no_audio")
-    audio = _decode(ctx, path)
     offset = cfg.time_offset_s
-    if cfg.start_s is not None or cfg.end_s is not None:
-        first = round((cfg.start_s or 0.0) * SAMPLE_RATE)
-        last = len(audio) if cfg.end_s is None else round(cfg.end_s * SAMPLE_RATE)
-        if first >= len(audio):
-            raise BadInput(
-                f"start_s {cfg.start_s:.3f} lies after the audio's end "
-                f"({len(audio) / SAMPLE_RATE:.3f} s)",
-                code="window_out_of_range",
-            )
-        audio = audio[first:last]
+    windowed = cfg.start_s is not None or cfg.end_s is not None
+    first = round((cfg.start_s or 0.0) * SAMPLE_RATE)
+    last = None if cfg.end_s is None else round(cfg.end_s * SAMPLE_RATE)
+    total = _wav_frames(path)
+    if total is not None:
+        # A 16 kHz WAV (what extract-audio makes): its header says how long it is, so no
+        # ffprobe run (~50 ms of CPU per call, mostly its start-up) and only the window's
+        # samples are read.
+        media.require_duration(_wav_info(total), ctx.settings.max_duration_s)
+        _check_window(first, total, cfg.start_s)
+        audio = _read_wav(path, first, last)
+    else:
+        info = media.probe(ctx.runner, path)
+        media.require_duration(info, ctx.settings.max_duration_s)
+        if not info.has_audio:
+            raise BadInput("the input has no audio stream to transcribe", code="no_audio")
+        audio = _decode(ctx, path)
+        if windowed:
+            _check_window(first, len(audio), cfg.start_s)
+            audio = audio[first:last]
+    if windowed:
         offset += first / SAMPLE_RATE
     duration = len(audio) / SAMPLE_RATE
     ctx.check_cancelled()
@@ -288,6 +304,44 @@ def _language(requested: str | None, model: WhisperModel) -> str | None:
     if requested is not None and requested not in model.supported_languages:
         raise InvalidRequest(f"unknown language {requested!r}", code="unsupported_language")
     return requested
+
+
+def _wav_frames(path: Path) -> int | None:
+    """The sample count of a non-empty 16 kHz WAV, else None (any other input is probed and
+    decoded by ffmpeg)."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        return None
+    if info.format != "WAV" or info.samplerate != SAMPLE_RATE or info.frames <= 0:
+        return None
+    return int(info.frames)
+
+
+def _wav_info(frames: int) -> media.MediaInfo:
+    return media.MediaInfo(
+        duration_s=frames / SAMPLE_RATE, has_audio=True, has_video=False, format_name="wav"
+    )
+
+
+def _check_window(first: int, total: int, start_s: float | None) -> None:
+    if first >= total:
+        raise BadInput(
+            f"start_s {start_s or 0.0:.3f} lies after the audio's end "
+            f"({total / SAMPLE_RATE:.3f} s)",
+            code="window_out_of_range",
+        )
+
+
+def _read_wav(path: Path, first: int, last: int | None) -> np.ndarray:
+    """Mono float32 samples [first, last) of a 16 kHz WAV (seeking: the rest is not read)."""
+    try:
+        data, _ = sf.read(path, start=first, stop=last, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise BadInput("the audio could not be decoded", code="corrupt_media") from exc
+    if not len(data):
+        raise BadInput("the audio stream holds no samples", code="corrupt_media")
+    return np.ascontiguousarray(data.mean(axis=1, dtype=np.float32))
 
 
 def _decode(ctx: Context, path: Path) -> np.ndarray:
@@ -434,5 +488,6 @@ FUNCTION = Function(
     output_model=Output,
     handle=handle,
     init=init,
+    preload=preload,
     description="Speech to text with word timestamps (faster-whisper, Whisper tiny.en by default).",
 )
