@@ -41,6 +41,7 @@ import os
 import secrets
 import shutil
 import string
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -74,6 +75,7 @@ from harness.backends.cluster.tools import (
     wait_until,
 )
 from harness.backends.cluster.versions import platform_versions as cluster_versions
+from harness.cluster import builder
 from harness.embedded.auth import BasicAuth
 from harness.functions import FunctionDeclaration, load
 
@@ -88,6 +90,8 @@ DEFAULT_REGISTRY = "127.0.0.1:5001"
 #: installed, else the local manifests.
 OPENFAAS_MODES = ("auto", "chart", "local", "existing")
 LOCAL_OPENFAAS_DIR = Path("openfaas") / "local"
+#: MinIO with the image built from source (kustomize override of minio/minio.yaml).
+LOCAL_MINIO_DIR = Path("minio") / "local"
 #: Kinds a manifest file may hold, in the order they are applied (unknown kinds last).
 APPLY_ORDER = {
     k: i
@@ -120,6 +124,14 @@ def _token(n: int) -> str:
     # Letters and digits only: valid as MinIO keys and inside the bootstrap Job's MC_HOST URLs.
     alphabet = string.ascii_letters + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def gateway_auth(secret: Mapping[str, str]) -> BasicAuth:
+    """The credentials the gateway holds from its basic-auth Secret: it reads the files with
+    strings.TrimSpace (faas-provider auth/credentials.go), so a Secret made with
+    ``--from-file`` of a line (trailing newline) still works; so must ours."""
+    user = secret.get("basic-auth-user", "admin").strip()
+    return BasicAuth(user, secret["basic-auth-password"].strip())
 
 
 class K8sBackend:
@@ -356,7 +368,7 @@ class K8sBackend:
             self._ensure_namespaces()
             self._ensure_secrets()
             # MinIO first without waiting: it starts while OpenFaaS installs.
-            self._apply_file(self.manifests / "minio" / "minio.yaml")
+            self._apply_storage()
             self.storage_deployed = True
             self._save_state()
             self.rendering = self._render()
@@ -515,7 +527,12 @@ class K8sBackend:
         local = km.ImageRefs(self.image_tag, self.registry, require_digest=False)
         missing: list[str] = []
         present: set[str] = set()
-        if self.image_dir is None:
+        already_pushed = all(d.name in self.expected_digests for d in self.declarations)
+        if already_pushed:
+            # `./vsearch images push` pushed them and wrote the digests (--image-digests): the
+            # registry must serve exactly those, checked below; no Docker engine involved.
+            pass
+        elif self.image_dir is None:
             # One call for all: it prints the images it found (and fails if any is missing).
             targets = [local.tagged(d.name) for d in self.declarations]
             found = self.runner.run(
@@ -537,6 +554,8 @@ class K8sBackend:
                      f"docker://{target}"],
                     timeout=1800,
                 )  # fmt: skip
+            elif already_pushed:
+                continue
             elif target not in present:
                 missing.append(f"{decl.name} ({target} not in the local Docker engine)")
             else:
@@ -839,6 +858,25 @@ class K8sBackend:
             timeout=3600,
         )  # fmt: skip
 
+    @property
+    def storage_local(self) -> bool:
+        """MinIO from manifests/minio/local (the image built from source, in the local
+        registry) when OpenFaaS is the local one too; else the upstream pin of minio.yaml."""
+        return (
+            self.resolve_openfaas() == "local"
+            and (self.manifests / LOCAL_MINIO_DIR / "kustomization.yaml").is_file()
+        )
+
+    def _apply_storage(self) -> None:
+        if not self.storage_local:
+            self._apply_file(self.manifests / "minio" / "minio.yaml")
+            return
+        rendered = self.runner.run(
+            [*self.kubectl, "kustomize", "--load-restrictor", "LoadRestrictionsNone",
+             str(self.manifests / LOCAL_MINIO_DIR)]
+        ).stdout  # fmt: skip
+        self.runner.run([*self.kubectl, "apply", "-f", "-"], input=rendered)
+
     def _bootstrap_minio(self) -> None:
         ns = km.STORAGE_NAMESPACE
         self.runner.run(
@@ -846,6 +884,9 @@ class K8sBackend:
              "--timeout", "300s"],
             timeout=400,
         )  # fmt: skip
+        if self.storage_local:
+            self._bootstrap_minio_from_host()
+            return
         self.runner.run(
             [*self.kubectl, "delete", "job", "minio-bootstrap", "--namespace", ns,
              "--ignore-not-found", "--wait=true"]
@@ -856,6 +897,69 @@ class K8sBackend:
              "--namespace", ns, "--timeout", "600s"],
             timeout=700,
         )  # fmt: skip
+
+    def _bootstrap_minio_from_host(self) -> None:
+        """bootstrap-job.yaml's steps for the local MinIO, run here with the mc built from
+        source through a port-forward: the FROM-scratch images have no /bin/sh for its script.
+        Credentials travel in mc's MC_HOST_* variables, never on a command line."""
+        mc = builder.cached("mc")
+        if mc is None:
+            raise K8sError(
+                "the local MinIO is bootstrapped with the mc built here (its image has no "
+                "shell for bootstrap-job.yaml): ./vsearch platform build mc"
+            )
+        ns = km.STORAGE_NAMESPACE
+        root = self._get_secret(ns, "minio-root")
+        app = self._get_secret(ns, "minio-app")
+        if not root or not app:
+            raise K8sError(f"secrets {ns}/minio-root and {ns}/minio-app are missing")
+        config = {}
+        for doc in yaml.safe_load_all(
+            (self.manifests / "minio" / "bootstrap-job.yaml").read_text()
+        ):
+            if doc and doc.get("kind") == "ConfigMap":
+                config = doc["data"]
+        bucket, policy = config["bucket"], config["policy.json"]
+
+        def live(ports: dict[int, int]) -> bool:
+            with httpx.Client(trust_env=False, timeout=5.0) as http:
+                url = f"http://127.0.0.1:{ports[9000]}/minio/health/live"
+                return http.get(url).status_code == 200
+
+        forward = PortForward(
+            self.runner, self.kubectl, ns, "service/minio", [9000], check=live,
+            backoff_s=self.forward_backoff_s,
+        )  # fmt: skip
+        forward.start()
+        try:
+            host = f"127.0.0.1:{forward.local(9000)}"
+            with tempfile.TemporaryDirectory(prefix="vsearch-mc-") as tmp:
+                env = {
+                    "MC_CONFIG_DIR": tmp,
+                    "MC_HOST_root": f"http://{root['root-user']}:{root['root-password']}@{host}",
+                    "MC_HOST_app": (
+                        f"http://{app['access-key-id']}:{app['secret-access-key']}@{host}"
+                    ),
+                }
+                policy_file = Path(tmp) / "policy.json"
+                policy_file.write_text(policy)
+
+                def mc_run(*args: str, check: bool = True, input: str | None = None) -> None:
+                    self.runner.run([str(mc), *args], env=env, check=check, input=input)
+
+                mc_run("mb", "--ignore-existing", f"root/{bucket}")
+                mc_run("anonymous", "set", "none", f"root/{bucket}")
+                mc_run("admin", "policy", "create", "root", "vsearch-rw", str(policy_file))
+                mc_run("admin", "user", "add", "root", app["access-key-id"],
+                       app["secret-access-key"])  # fmt: skip
+                # Fails when already attached (a re-run); the probe below decides.
+                mc_run("admin", "policy", "attach", "root", "vsearch-rw", "--user",
+                       app["access-key-id"], check=False)  # fmt: skip
+                probe = f"app/{bucket}/.vsearch-bootstrap-probe"
+                mc_run("pipe", probe, input="ok\n")
+                mc_run("rm", probe)
+        finally:
+            forward.stop()
 
     def _ensure_gateway_secret(self) -> None:
         """The gateway's credentials where the orchestrator can mount them (openfaas-fn): it
@@ -875,7 +979,7 @@ class K8sBackend:
         secret = self._get_secret(str(self.chart["namespace"]), "basic-auth")
         if not secret or "basic-auth-password" not in secret:
             raise K8sError("secret openfaas/basic-auth is missing: is OpenFaaS installed?")
-        return BasicAuth(secret.get("basic-auth-user", "admin"), secret["basic-auth-password"])
+        return gateway_auth(secret)
 
     def _connect(self) -> None:
         auth = self._gateway_auth()

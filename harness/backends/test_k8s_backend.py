@@ -8,6 +8,8 @@ kind tests' (test_kind_backend.fake_world); here no ``kind`` command may run at 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,9 @@ def world(tmp_path: Path) -> Iterator[FakeCluster]:
         local.mkdir(parents=True, exist_ok=True)
         (local / "gateway.yaml").write_text(LOCAL_GATEWAY)
         (local / "rbac.yaml").write_text(LOCAL_RBAC)
+        # The fakes serve upstream MinIO (minio.yaml + bootstrap Job); the local MinIO's
+        # kustomize + host-side mc bootstrap is tested in test_k8s_local_storage.py.
+        shutil.rmtree(w.manifests / k8s.LOCAL_MINIO_DIR, ignore_errors=True)
         yield w
 
 
@@ -256,3 +261,34 @@ def test_k8s_deploys_bazel_layouts_tagged_by_commit_pinned_by_digest(
         }
     finally:
         backend.teardown()
+
+
+def test_gateway_auth_trims_like_the_gateway() -> None:
+    # A Secret made by hand with --from-file=<(... | base64) ends in a newline; the gateway
+    # trims it (faas-provider auth), so the harness must send the trimmed password (the live
+    # cluster answered 401 before).
+    auth = k8s.gateway_auth({"basic-auth-user": "admin\n", "basic-auth-password": "s3cret\n"})
+    assert auth.as_tuple() == ("admin", "s3cret")
+    assert k8s.gateway_auth({"basic-auth-password": "p"}).as_tuple() == ("admin", "p")
+
+
+def test_local_storage_is_kustomized_when_openfaas_is_local(
+    world: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = world.manifests / k8s.LOCAL_MINIO_DIR
+    shutil.copytree(Path(__file__).resolve().parents[2] / "manifests" / k8s.LOCAL_MINIO_DIR, local)
+    assert not _backend(world, openfaas="existing").storage_local
+    backend = _backend(world, openfaas="local")
+    assert backend.storage_local
+    calls: list[tuple[list[str], str | None]] = []
+
+    def run(args: Any, *, input: str | None = None, **_: Any) -> subprocess.CompletedProcess[str]:
+        calls.append((list(args), input))
+        return subprocess.CompletedProcess(args, 0, stdout="kind: Rendered\n", stderr="")
+
+    monkeypatch.setattr(backend.runner, "run", run)
+    backend._apply_storage()
+    # (the context is resolved by a kubectl call of its own first)
+    (render, _), (apply, rendered) = [c for c in calls if "kustomize" in c[0] or "apply" in c[0]]
+    assert render[-4:] == ["kustomize", "--load-restrictor", "LoadRestrictionsNone", str(local)]
+    assert apply[-3:] == ["apply", "-f", "-"] and rendered == "kind: Rendered\n"

@@ -8,6 +8,7 @@ is named by a kubeconfig, OpenFaaS comes from (fixture) local manifests, no ``ki
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,8 @@ def test_k8s_up_status_bench_reuse_down(tmp_path: Path) -> None:
         local = world.manifests / "openfaas" / "local"
         local.mkdir(parents=True, exist_ok=True)
         (local / "gateway.yaml").write_text(LOCAL_GATEWAY)
+        # Upstream MinIO on the fakes (the local one's kustomize + host mc: test_k8s_backend.py).
+        shutil.rmtree(world.manifests / k8s.LOCAL_MINIO_DIR, ignore_errors=True)
         kubeconfig = _kubeconfig(tmp_path / "kubeconfig")
         common = ["--backend", "k8s", "--kubeconfig", str(kubeconfig),
                   "--workdir", str(world.workdir)]  # fmt: skip

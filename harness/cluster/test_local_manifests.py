@@ -129,6 +129,10 @@ def test_local_minio_is_manifests_minio_with_our_image() -> None:
     assert {k: v for k, v in container.items() if k != "image"} == {
         k: v for k, v in original.items() if k != "image"
     }
+    # No provisioner on the host-process cluster: no claim, the data volume is an emptyDir.
+    assert not [d for d in rendered if d["kind"] == "PersistentVolumeClaim"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert "emptyDir" in volumes["data"] and "persistentVolumeClaim" not in volumes["data"]
 
 
 def test_local_manifests_validate_for_kubernetes_1_34() -> None:

@@ -50,7 +50,10 @@ class Runner:
         input: str | None = None,
         check: bool = True,
         timeout: float = 600.0,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """``env`` adds variables for this command only (credentials travel there or on stdin,
+        never in the logged argv)."""
         self._log(args, "stdin" if input is not None else "")
         try:
             proc = subprocess.run(
@@ -59,7 +62,7 @@ class Runner:
                 capture_output=True,
                 text=True,
                 timeout=timeout,
-                env=self.env,
+                env=self.env if env is None else {**self.env, **env},
                 check=False,
             )
         except FileNotFoundError as exc:
