@@ -2,7 +2,8 @@
 
 Success is a 200 whose body is a well-formed result of the function that was called, never the
 status alone. Only failures that another attempt can fix are retried (429, 502, 503, lost
-connections); a function's outputs have deterministic keys, so a repeated call overwrites its
+connections; a 429 refusal waits for a free slot until the deadline, the others are bounded by
+max_attempts); a function's outputs have deterministic keys, so a repeated call overwrites its
 own objects instead of duplicating work. Bad input (400/404/413/422) and a function's timeout
 (504) end the request at once, naming the function.
 """
@@ -67,6 +68,11 @@ class RetryPolicy:
     timeout_grace_s: float = 2.0
     #: No call is started with less budget than this; it could not do useful work.
     min_call_s: float = 0.2
+    #: A 429 is a refusal before any work (every replica's max_inflight slots busy; OpenFaaS CE
+    #: has no queue for synchronous calls, unlike the embedded gateway), so it does not use up
+    #: an attempt: the call waits for a free slot until the deadline, polling at most this far
+    #: apart, instead of failing a request whose fan-out outnumbers the replicas.
+    busy_cap_s: float = 2.0
 
     def backoff_ceiling(self, attempt: int) -> float:
         return min(self.cap_s, self.base_s * 2 ** (attempt - 1))
@@ -152,7 +158,11 @@ class GatewayClient:
             body["fanout"] = fanout
         policy = self.policy
         last: _Failure | None = None
-        for attempt in range(1, policy.max_attempts + 1):
+        attempt = 0
+        failures = 0  # failed attempts that count against max_attempts (not 429 refusals)
+        busy = 0  # 429 refusals in a row
+        while failures < policy.max_attempts:
+            attempt += 1
             remaining = deadline.remaining()
             if remaining < policy.min_call_s:
                 raise self._deadline_error(function, step, attempt - 1, last, deadline)
@@ -167,9 +177,16 @@ class GatewayClient:
             last = outcome
             if not outcome.retryable:
                 raise self._final_error(function, step, attempt, outcome)
-            if attempt == policy.max_attempts:
-                break
-            delay = self._rng.uniform(0.0, policy.backoff_ceiling(attempt))
+            if outcome.status == 429:
+                busy += 1
+                ceiling = min(policy.busy_cap_s, policy.backoff_ceiling(busy))
+            else:
+                busy = 0
+                failures += 1
+                if failures == policy.max_attempts:
+                    break
+                ceiling = policy.backoff_ceiling(failures)
+            delay = self._rng.uniform(0.0, ceiling)
             if outcome.retry_after_s is not None:
                 delay = max(delay, min(outcome.retry_after_s, policy.cap_s))
             if deadline.remaining() - delay < policy.min_call_s:
@@ -186,7 +203,7 @@ class GatewayClient:
             )
             await self._sleep(delay)
         assert last is not None
-        raise self._exhausted_error(function, step, policy.max_attempts, last)
+        raise self._exhausted_error(function, step, attempt, last)
 
     async def _attempt(
         self,

@@ -283,3 +283,30 @@ def test_an_answer_for_another_function_is_rejected() -> None:
     ):
         call(gw.url)
     assert caught.value.code == "bad_response"
+
+
+def test_busy_refusals_wait_for_a_slot_without_using_up_attempts() -> None:
+    # OpenFaaS CE has no queue: a fan-out wider than the replicas' slots meets 429s until a call
+    # finishes. Six refusals then a free slot succeed although max_attempts is 3.
+    replies = [status(429, "overloaded")] * 6 + [fine]
+    with ScriptedGateway({FN: scripted(*replies)}) as gw:
+        records: list[InvocationRecord] = []
+        result = call(gw.url, records=records, policy=RetryPolicy(max_attempts=3, base_s=0.01))
+    assert result.outputs == {"mp4": "s3://b/x.mp4"}
+    assert [r.status_code for r in records] == [429] * 6 + [200]
+
+
+def test_busy_refusals_stop_at_the_deadline() -> None:
+    with ScriptedGateway({FN: status(429, "overloaded")}) as gw:
+        began = time.monotonic()
+        with pytest.raises(StageError) as err:
+            call(gw.url, deadline_s=1.5, policy=RetryPolicy(max_attempts=2, base_s=0.05))
+    assert time.monotonic() - began < 4.0
+    assert len(gw.calls) > 2  # refusals did not count against max_attempts=2
+    assert err.value.function == FN
+
+
+def test_other_retryable_failures_stay_bounded_by_max_attempts() -> None:
+    with ScriptedGateway({FN: status(502, "replica_died")}) as gw, pytest.raises(StageError):
+        call(gw.url, policy=RetryPolicy(max_attempts=3, base_s=0.01))
+    assert len(gw.calls) == 3
