@@ -83,8 +83,10 @@ def test_a_hung_function_is_stopped_at_its_deadline(limited: Rig, rel_media: Med
     request_id = new_id("hang")
     pids = [r["pid"] for r in rig.platform.function(HUNG)["vsearch"]["replicas"]]
     with figure("fault_hang") as fig:
-        # Only sample-frames' children: its scratch dir is /tmp/sample-frames-*/in/<name>.
-        mine = (f"{HUNG}-", f"/in/{name}")
+        # Only sample-frames' children: it alone reads the source through a presigned URL
+        # (range requests), so its ffmpeg has an argument holding both "http" and <name>; the
+        # other stages' ffmpeg read local copies.
+        mine = ("http", name)
         with ProcessWatch(*mine) as watch:
             answer = rig.search(uri, QUERY, request_id=request_id, config=HANG_CONFIG)
         gone = wait_until(lambda: not processes_matching(*mine), 5)
@@ -156,13 +158,19 @@ def test_an_oom_kill_is_reported_with_function_and_replica(limited: Rig, rel_med
 
 @pytest.mark.slow
 def test_an_oom_kill_mid_invocation_is_reported(
-    tmp_path_factory: pytest.TempPathFactory, rel_media: Media
+    tmp_path_factory: pytest.TempPathFactory, rel_media: Media, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """cut-clips' Python fits in 72 MiB, its x264 child does not: killed mid-call (the clip's
-    one encode; transcode-clip keeps the stream and no longer runs x264)."""
+    one encode; transcode-clip keeps the stream and no longer runs x264). Fresh processes, no
+    zygote: a forked replica's cgroup is not charged for the pages it shares with its zygote,
+    which leaves x264 room enough here (measured peak 62 MiB of 72), and a zygote needs more
+    than the lower limit that would bite (at 48 MiB the zygote itself was OOM-killed)."""
+    monkeypatch.setenv("VSEARCH_ZYGOTE", "0")
     state_dir = tmp_path_factory.mktemp("reliability-oom-mid")
     platform = start_platform(
-        state_dir, declarations({"cut-clips": {"memory_limit": "72Mi"}}), wait_ready=True
+        state_dir,
+        declarations({"cut-clips": {"memory_limit": "72Mi"}}),
+        wait_ready=True,
     )
     rig = Rig(platform)
     try:
