@@ -172,7 +172,8 @@ def test_scale_to_zero_after_idle_then_a_real_cold_start(
 
     out = _ok(response)
     cold_s = float(response.headers["X-Vsearch-Cold-Start-Seconds"])
-    assert cold_s > 0.1  # an interpreter and the runtime's imports, really started
+    # A replica really started: forked from the zygote (ms) or a fresh interpreter (> 0.1 s).
+    assert cold_s > 0
     assert float(response.headers["X-Vsearch-Queue-Seconds"]) >= cold_s
     assert out["pid"] != first["pid"]
     colds = platform.events(type="cold_start", function="napper")
