@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import boto3
@@ -30,6 +30,7 @@ from base.errors import (
 
 MAX_KEY_LENGTH = 900
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,199}$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _LARGE = 16 << 20
 _TRANSFER = TransferConfig(multipart_threshold=_LARGE, multipart_chunksize=_LARGE)
 #: Tries of a single-GET download whose body broke off (boto3 retries the request itself).
@@ -56,6 +57,31 @@ def validate_key(key: str) -> str:
 
 def request_key(request_id: str, *parts: str) -> str:
     return validate_key("/".join(["requests", request_id, *parts]))
+
+
+def upload_key(tag: str, name: str) -> str:
+    """Where a client puts a video before a request copies it in: `uploads/{tag}/{name}`."""
+    return validate_key(f"uploads/{tag}/{safe_segment(name)}")
+
+
+def safe_segment(name: str) -> str:
+    """A key segment from a file name or a key's last part, recognisable (validate_key accepts
+    it): other characters become `_`, the stem is cut to 100 characters, the suffix kept."""
+    name = _UNSAFE.sub("_", PurePosixPath(name).name).strip("._-")
+    stem, dot, ext = name.rpartition(".")
+    if dot and len(ext) <= 8:
+        name = f"{stem[:100].rstrip('._-') or 'video'}.{ext.lower()}"
+    else:
+        name = name[:100].rstrip("._-")
+    return name or "video"
+
+
+def check_input_size(key: str, size: int, max_bytes: int | None) -> None:
+    """Refuse an empty input, or one over `max_bytes`, before any byte of it is read."""
+    if size == 0:
+        raise BadInput(f"input object is empty (0 bytes): {key}", code="empty_input")
+    if max_bytes is not None and size > max_bytes:
+        raise InputTooLarge(f"input is {size} bytes, the limit is {max_bytes}")
 
 
 def _is_missing(exc: ClientError) -> bool:
@@ -183,10 +209,7 @@ class ObjectStore:
                     raise StorageUnavailable(f"object store sent a short body for {key}")
                 continue
             return size
-        if size == 0:
-            raise BadInput(f"input object is empty (0 bytes): {key}", code="empty_input")
-        if max_bytes is not None and size > max_bytes:
-            raise InputTooLarge(f"input is {size} bytes, the limit is {max_bytes}")
+        check_input_size(key, size, max_bytes)
         try:
             self._call(self._client.download_file, self.bucket, key, str(dest), Config=_TRANSFER)
         except ClientError as exc:
@@ -297,11 +320,7 @@ class ObjectStore:
         requests (ffmpeg seeking into a video) instead of a download of the whole object. The
         same checks as `download` first (missing, empty, too large). The URL carries a
         signature: pass it to a child process, never to a log or an error message."""
-        size = self.size(validate_key(key))
-        if size == 0:
-            raise BadInput(f"input object is empty (0 bytes): {key}", code="empty_input")
-        if max_bytes is not None and size > max_bytes:
-            raise InputTooLarge(f"input is {size} bytes, the limit is {max_bytes}")
+        check_input_size(key, self.size(validate_key(key)), max_bytes)
         return self.presign(key, expires_s=expires_s)
 
     def presign(self, key: str, *, expires_s: int = 900) -> str:

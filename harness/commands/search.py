@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import statistics
 import sys
 import threading
@@ -32,13 +31,10 @@ class UsageError(Exception):
 
 
 def safe_object_name(name: str) -> str:
-    """Object keys allow a small alphabet (see base.storage); keep the name recognisable."""
-    stem, dot, suffix = name.rpartition(".")
-    if not dot:
-        stem, suffix = name, ""
-    stem = re.sub(r"[^A-Za-z0-9._=-]+", "-", stem).strip("-.")[:80] or "video"
-    suffix = re.sub(r"[^A-Za-z0-9]", "", suffix)[:10]
-    return f"{stem}.{suffix}" if suffix else stem
+    """base.storage's key segment for a file name (harness/runner.py names its uploads so)."""
+    from base.storage import safe_segment  # boto3 is slow to import: on first use
+
+    return safe_segment(name)
 
 
 def check_video(path: Path) -> None:
@@ -110,7 +106,9 @@ class Progress:
 
 
 def upload(conn: AnyConnection, video: Path) -> str:
-    key = f"uploads/{uuid.uuid4().hex[:12]}/{safe_object_name(video.name)}"
+    from base.storage import upload_key
+
+    key = upload_key(uuid.uuid4().hex[:12], video.name)
     conn.s3_client().upload_file(str(video), conn.bucket, key)
     return f"s3://{conn.bucket}/{key}"
 
