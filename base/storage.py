@@ -7,9 +7,11 @@ transfer, multipart above a threshold): a whole video is never held in memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -89,6 +91,17 @@ def _is_missing(exc: ClientError) -> bool:
     return code in {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
 
+@contextlib.contextmanager
+def _missing_is_not_found(key: str) -> Iterator[None]:
+    """S3's answer that the key (or the bucket) does not exist, as the caller's 404."""
+    try:
+        yield
+    except ClientError as exc:
+        if _is_missing(exc):
+            raise InputNotFound(f"no such object: {key}") from exc
+        raise
+
+
 def _is_precondition(exc: ClientError) -> bool:
     code = str(exc.response.get("Error", {}).get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -162,12 +175,8 @@ class ObjectStore:
 
     # -- objects ------------------------------------------------------------------------------
     def size(self, key: str) -> int:
-        try:
+        with _missing_is_not_found(key):
             head = self._call(self._client.head_object, Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise InputNotFound(f"no such object: {key}") from exc
-            raise
         return int(head["ContentLength"])
 
     def exists(self, key: str) -> bool:
@@ -184,12 +193,8 @@ class ObjectStore:
         before the body is read); boto3's managed transfer, which starts a thread pool per
         call (~4 ms of CPU more per object, measured), is kept for large objects."""
         for attempt in range(_SMALL_ATTEMPTS):
-            try:
+            with _missing_is_not_found(key):
                 obj = self._call(self._client.get_object, Bucket=self.bucket, Key=key)
-            except ClientError as exc:
-                if _is_missing(exc):
-                    raise InputNotFound(f"no such object: {key}") from exc
-                raise
             size = int(obj.get("ContentLength", 0))
             if size == 0 or (max_bytes is not None and size > max_bytes) or size >= _LARGE:
                 obj["Body"].close()
@@ -210,12 +215,8 @@ class ObjectStore:
                 continue
             return size
         check_input_size(key, size, max_bytes)
-        try:
+        with _missing_is_not_found(key):
             self._call(self._client.download_file, self.bucket, key, str(dest), Config=_TRANSFER)
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise InputNotFound(f"no such object: {key}") from exc
-            raise
         return size
 
     def upload(self, path: Path, key: str, *, content_type: str | None = None) -> int:
@@ -276,12 +277,8 @@ class ObjectStore:
 
     def get_bytes(self, key: str, *, max_bytes: int = 16 << 20) -> tuple[bytes, str]:
         """A small object's body and ETag (JSON state, transcripts), bounded in size."""
-        try:
+        with _missing_is_not_found(key):
             obj = self._call(self._client.get_object, Bucket=self.bucket, Key=validate_key(key))
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise InputNotFound(f"no such object: {key}") from exc
-            raise
         if int(obj.get("ContentLength", 0)) > max_bytes:
             obj["Body"].close()
             raise InputTooLarge(f"{key} is larger than {max_bytes} bytes")
@@ -303,17 +300,13 @@ class ObjectStore:
 
     def copy(self, source_key: str, dest_key: str) -> None:
         """Server-side copy inside the bucket (no bytes through this process)."""
-        try:
+        with _missing_is_not_found(source_key):
             self._call(
                 self._client.copy_object,
                 Bucket=self.bucket,
                 Key=validate_key(dest_key),
                 CopySource={"Bucket": self.bucket, "Key": validate_key(source_key)},
             )
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise InputNotFound(f"no such object: {source_key}") from exc
-            raise
 
     def read_url(self, key: str, *, max_bytes: int | None = None, expires_s: int = 600) -> str:
         """A presigned GET URL for a tool that reads only the bytes it needs with range

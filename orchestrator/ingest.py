@@ -26,13 +26,7 @@ def input_key(request_id: str, source_key: str) -> str:
 def import_video(store: ObjectStore, source_key: str, dest_key: str) -> int:
     """Copy the upload into the request (S3 CopyObject); returns its size in bytes."""
     size = store.size(source_key)  # a missing upload is the caller's 404, before any work
-    try:
-        store.copy(source_key, dest_key)
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in {"404", "NoSuchKey", "NotFound"}:
-            raise InputNotFound(f"no such object: {source_key}") from exc
-        raise
+    store.copy(source_key, dest_key)  # and one deleted since then is too (ObjectStore.copy)
     return size
 
 
