@@ -27,22 +27,14 @@ from harness.report import (
     write_report,
 )
 from harness.stats import summarize
-from harness.synthetic import FUNCTIONS, MIB, synthetic_records
+from harness.synthetic import MIB, synthetic_platform, synthetic_records
 from harness.workload import LoadSummary
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _platform() -> dict[str, FunctionPlatform]:
-    return {
-        name: FunctionPlatform(
-            name=name,
-            memory_limit_bytes=limit,
-            peak_memory_bytes=(peak + child + 10) * MIB,
-            warm_replicas=1,
-        )
-        for name, limit, _, peak, child in FUNCTIONS
-    } | {
+    return synthetic_platform(extra_mib=10, warm_replicas=1) | {
         "orchestrator": FunctionPlatform(
             name="orchestrator", memory_limit_bytes=512 * MIB, peak_memory_bytes=170 * MIB
         )
