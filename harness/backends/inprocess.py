@@ -38,18 +38,13 @@ from base.storage import (
     upload_key,
     validate_key,
 )
+from harness.functions import load as load_functions
 from harness.workload import new_request_id
 
-#: The stage functions the pipeline calls, by name -> module (as in manifests/functions.yaml).
+#: The stage functions the pipeline calls, by name -> module, as manifests/functions.yaml
+#: declares them (the orchestrator is the pipeline itself here).
 STAGES: dict[str, str] = {
-    "extract-audio": "stages.extract_audio",
-    "segment-speech": "stages.segment_speech",
-    "cut-clips": "stages.cut_clips",
-    "transcode-clip": "stages.transcode_clip",
-    "transcribe": "stages.transcribe",
-    "sample-frames": "stages.sample_frames",
-    "detect-objects": "stages.detect_objects",
-    "search": "stages.search",
+    fn.name: fn.module for fn in load_functions().functions if fn.module.startswith("stages.")
 }
 BUCKET = "vsearch"
 
