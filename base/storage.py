@@ -7,10 +7,12 @@ transfer, multipart above a threshold): a whole video is never held in memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
-from pathlib import Path
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import boto3
@@ -30,6 +32,7 @@ from base.errors import (
 
 MAX_KEY_LENGTH = 900
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,199}$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _LARGE = 16 << 20
 _TRANSFER = TransferConfig(multipart_threshold=_LARGE, multipart_chunksize=_LARGE)
 #: Tries of a single-GET download whose body broke off (boto3 retries the request itself).
@@ -58,9 +61,45 @@ def request_key(request_id: str, *parts: str) -> str:
     return validate_key("/".join(["requests", request_id, *parts]))
 
 
+def upload_key(tag: str, name: str) -> str:
+    """Where a client puts a video before a request copies it in: `uploads/{tag}/{name}`."""
+    return validate_key(f"uploads/{tag}/{safe_segment(name)}")
+
+
+def safe_segment(name: str) -> str:
+    """A key segment from a file name or a key's last part, recognisable (validate_key accepts
+    it): other characters become `_`, the stem is cut to 100 characters, the suffix kept."""
+    name = _UNSAFE.sub("_", PurePosixPath(name).name).strip("._-")
+    stem, dot, ext = name.rpartition(".")
+    if dot and len(ext) <= 8:
+        name = f"{stem[:100].rstrip('._-') or 'video'}.{ext.lower()}"
+    else:
+        name = name[:100].rstrip("._-")
+    return name or "video"
+
+
+def check_input_size(key: str, size: int, max_bytes: int | None) -> None:
+    """Refuse an empty input, or one over `max_bytes`, before any byte of it is read."""
+    if size == 0:
+        raise BadInput(f"input object is empty (0 bytes): {key}", code="empty_input")
+    if max_bytes is not None and size > max_bytes:
+        raise InputTooLarge(f"input is {size} bytes, the limit is {max_bytes}")
+
+
 def _is_missing(exc: ClientError) -> bool:
     code = str(exc.response.get("Error", {}).get("Code", ""))
     return code in {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+
+
+@contextlib.contextmanager
+def _missing_is_not_found(key: str) -> Iterator[None]:
+    """S3's answer that the key (or the bucket) does not exist, as the caller's 404."""
+    try:
+        yield
+    except ClientError as exc:
+        if _is_missing(exc):
+            raise InputNotFound(f"no such object: {key}") from exc
+        raise
 
 
 def _is_precondition(exc: ClientError) -> bool:
@@ -136,12 +175,8 @@ class ObjectStore:
 
     # -- objects ------------------------------------------------------------------------------
     def size(self, key: str) -> int:
-        try:
+        with _missing_is_not_found(key):
             head = self._call(self._client.head_object, Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise InputNotFound(f"no such object: {key}") from exc
-            raise
         return int(head["ContentLength"])
 
     def exists(self, key: str) -> bool:
@@ -158,12 +193,8 @@ class ObjectStore:
         before the body is read); boto3's managed transfer, which starts a thread pool per
         call (~4 ms of CPU more per object, measured), is kept for large objects."""
         for attempt in range(_SMALL_ATTEMPTS):
-            try:
+            with _missing_is_not_found(key):
                 obj = self._call(self._client.get_object, Bucket=self.bucket, Key=key)
-            except ClientError as exc:
-                if _is_missing(exc):
-                    raise InputNotFound(f"no such object: {key}") from exc
-                raise
             size = int(obj.get("ContentLength", 0))
             if size == 0 or (max_bytes is not None and size > max_bytes) or size >= _LARGE:
                 obj["Body"].close()
@@ -183,16 +214,9 @@ class ObjectStore:
                     raise StorageUnavailable(f"object store sent a short body for {key}")
                 continue
             return size
-        if size == 0:
-            raise BadInput(f"input object is empty (0 bytes): {key}", code="empty_input")
-        if max_bytes is not None and size > max_bytes:
-            raise InputTooLarge(f"input is {size} bytes, the limit is {max_bytes}")
-        try:
+        check_input_size(key, size, max_bytes)
+        with _missing_is_not_found(key):
             self._call(self._client.download_file, self.bucket, key, str(dest), Config=_TRANSFER)
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise InputNotFound(f"no such object: {key}") from exc
-            raise
         return size
 
     def upload(self, path: Path, key: str, *, content_type: str | None = None) -> int:
@@ -253,12 +277,8 @@ class ObjectStore:
 
     def get_bytes(self, key: str, *, max_bytes: int = 16 << 20) -> tuple[bytes, str]:
         """A small object's body and ETag (JSON state, transcripts), bounded in size."""
-        try:
+        with _missing_is_not_found(key):
             obj = self._call(self._client.get_object, Bucket=self.bucket, Key=validate_key(key))
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise InputNotFound(f"no such object: {key}") from exc
-            raise
         if int(obj.get("ContentLength", 0)) > max_bytes:
             obj["Body"].close()
             raise InputTooLarge(f"{key} is larger than {max_bytes} bytes")
@@ -280,28 +300,20 @@ class ObjectStore:
 
     def copy(self, source_key: str, dest_key: str) -> None:
         """Server-side copy inside the bucket (no bytes through this process)."""
-        try:
+        with _missing_is_not_found(source_key):
             self._call(
                 self._client.copy_object,
                 Bucket=self.bucket,
                 Key=validate_key(dest_key),
                 CopySource={"Bucket": self.bucket, "Key": validate_key(source_key)},
             )
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise InputNotFound(f"no such object: {source_key}") from exc
-            raise
 
     def read_url(self, key: str, *, max_bytes: int | None = None, expires_s: int = 600) -> str:
         """A presigned GET URL for a tool that reads only the bytes it needs with range
         requests (ffmpeg seeking into a video) instead of a download of the whole object. The
         same checks as `download` first (missing, empty, too large). The URL carries a
         signature: pass it to a child process, never to a log or an error message."""
-        size = self.size(validate_key(key))
-        if size == 0:
-            raise BadInput(f"input object is empty (0 bytes): {key}", code="empty_input")
-        if max_bytes is not None and size > max_bytes:
-            raise InputTooLarge(f"input is {size} bytes, the limit is {max_bytes}")
+        check_input_size(key, self.size(validate_key(key)), max_bytes)
         return self.presign(key, expires_s=expires_s)
 
     def presign(self, key: str, *, expires_s: int = 900) -> str:

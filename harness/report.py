@@ -10,6 +10,7 @@ One output directory holds one run (one or more regimes):
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import time
@@ -23,6 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the headless backend
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.functions import load as load_functions
 from harness.records import RequestRecord
 from harness.regimes import Baseline, Violation
 from harness.stats import RegimeSummary, ResourceUse
@@ -270,19 +272,14 @@ def _function_names(regimes: Sequence[RegimeResult]) -> list[str]:
     names: set[str] = set()
     for regime in regimes:
         names |= set(regime.summary.functions)
-    # Pipeline order where known, the rest after.
-    order = [
-        "orchestrator",
-        "extract-audio",
-        "segment-speech",
-        "cut-clips",
-        "transcode-clip",
-        "transcribe",
-        "sample-frames",
-        "detect-objects",
-        "search",
-    ]
+    # Pipeline order where known (manifests/functions.yaml declares it), the rest after.
+    order = _pipeline_order()
     return [n for n in order if n in names] + sorted(names - set(order))
+
+
+@functools.cache
+def _pipeline_order() -> tuple[str, ...]:
+    return tuple(load_functions().names)
 
 
 def plot_function_breakdown(regimes: Sequence[RegimeResult]) -> Any:

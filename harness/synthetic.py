@@ -10,7 +10,13 @@ import copy
 import random
 from typing import Any
 
-from harness.records import RequestRecord, check_content, classify, invocations_from_result
+from harness.records import (
+    FunctionPlatform,
+    RequestRecord,
+    check_content,
+    classify,
+    invocations_from_result,
+)
 
 MIB = 1 << 20
 
@@ -32,6 +38,28 @@ FUNCTIONS: tuple[tuple[str, int, float, int, int], ...] = (
     ("search", 256 * MIB, 0.1, 50, 0),
 )
 PER_CLIP = {"transcode-clip", "transcribe", "sample-frames", "detect-objects"}
+
+
+def synthetic_platform(
+    *,
+    extra_mib: int = 0,
+    peak_scale: float = 1.0,
+    oom: dict[str, int] | None = None,
+    **figures: Any,
+) -> dict[str, FunctionPlatform]:
+    """Platform figures of the stage functions in FUNCTIONS: each one's limit, and a peak of
+    (its peak + its child's peak + extra_mib) x peak_scale; ``figures`` (cold_starts,
+    warm_replicas...) the same for all."""
+    return {
+        name: FunctionPlatform(
+            name=name,
+            memory_limit_bytes=limit,
+            peak_memory_bytes=int((peak + child + extra_mib) * MIB * peak_scale),
+            oom_kills=(oom or {}).get(name, 0),
+            **figures,
+        )
+        for name, limit, _, peak, child in FUNCTIONS
+    }
 
 
 def demo_truth(duration_s: float = 22.0) -> dict[str, Any]:

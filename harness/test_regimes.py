@@ -22,7 +22,7 @@ from harness.regimes import (
     load_regimes,
 )
 from harness.stats import summarize
-from harness.synthetic import FUNCTIONS, MIB, synthetic_records
+from harness.synthetic import MIB, synthetic_platform, synthetic_records
 
 # Figures for the budget check, measured on a busy 2-core host (harness/test_regimes_embedded.py):
 # ~25 s per request when alone, 15 CPU-s each when requests share the cores, a deploy (warm:
@@ -178,16 +178,7 @@ def test_duplicate_regimes_refused(tmp_path: Path) -> None:
 
 
 def _platform(oom: dict[str, int] | None = None, peak_scale: float = 1.0) -> dict:
-    return {
-        name: FunctionPlatform(
-            name=name,
-            memory_limit_bytes=limit,
-            peak_memory_bytes=int((peak + child) * MIB * peak_scale),
-            oom_kills=(oom or {}).get(name, 0),
-            cold_starts=1,
-        )
-        for name, limit, _, peak, child in FUNCTIONS
-    } | {
+    return synthetic_platform(oom=oom, peak_scale=peak_scale, cold_starts=1) | {
         "orchestrator": FunctionPlatform(
             name="orchestrator", memory_limit_bytes=512 * MIB, peak_memory_bytes=160 * MIB
         )

@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-from harness.records import FunctionPlatform
 from harness.regimes import Baseline, Thresholds, Violation, evaluate, load_regimes
 from harness.stats import RegimeSummary, min_samples_for, percentile_ci, resource_use, summarize
-from harness.synthetic import FUNCTIONS, MIB, synthetic_records
+from harness.synthetic import MIB, synthetic_platform, synthetic_records
 
 BASELINE = Baseline(latency_s=5.0, cpu_s=8.0, cores=2)  # CPU-bound cap 0.25/s
 
 
 def _platform(*, peak_scale: float = 1.0, oom: dict[str, int] | None = None, cold: int = 0):
-    return {
-        name: FunctionPlatform(
-            name=name,
-            memory_limit_bytes=limit,
-            peak_memory_bytes=int((peak + child) * MIB * peak_scale),
-            oom_kills=(oom or {}).get(name, 0),
-            cold_starts=cold,
-        )
-        for name, limit, _, peak, child in FUNCTIONS
-    }
+    return synthetic_platform(peak_scale=peak_scale, oom=oom, cold_starts=cold)
 
 
 def _summary(n: int = 25, **kw: object) -> RegimeSummary:

@@ -9,6 +9,7 @@ import struct
 import sys
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +18,7 @@ from harness.records import FunctionPlatform
 from harness.regimes import Thresholds, evaluate
 from harness.report import (
     RegimeResult,
+    _function_names,
     compare,
     format_table,
     load_results,
@@ -25,22 +27,14 @@ from harness.report import (
     write_report,
 )
 from harness.stats import summarize
-from harness.synthetic import FUNCTIONS, MIB, synthetic_records
+from harness.synthetic import MIB, synthetic_platform, synthetic_records
 from harness.workload import LoadSummary
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _platform() -> dict[str, FunctionPlatform]:
-    return {
-        name: FunctionPlatform(
-            name=name,
-            memory_limit_bytes=limit,
-            peak_memory_bytes=(peak + child + 10) * MIB,
-            warm_replicas=1,
-        )
-        for name, limit, _, peak, child in FUNCTIONS
-    } | {
+    return synthetic_platform(extra_mib=10, warm_replicas=1) | {
         "orchestrator": FunctionPlatform(
             name="orchestrator", memory_limit_bytes=512 * MIB, peak_memory_bytes=170 * MIB
         )
@@ -230,3 +224,10 @@ def test_results_carry_the_platform_versions_the_backend_measured(tmp_path: Path
     assert versions_line(load_results(tmp_path / "none").versions) == (
         "platform versions not recorded"
     )
+
+
+def test_functions_are_listed_in_the_declared_pipeline_order_then_by_name() -> None:
+    seen = {"zz-extra": 1, "search": 1, "orchestrator": 1, "a-extra": 1, "extract-audio": 1}
+    regime = SimpleNamespace(summary=SimpleNamespace(functions=seen))
+    names = _function_names([regime])  # type: ignore[list-item]
+    assert names == ["orchestrator", "extract-audio", "search", "a-extra", "zz-extra"]

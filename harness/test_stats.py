@@ -15,7 +15,7 @@ from harness.stats import (
     request_cost,
     summarize,
 )
-from harness.synthetic import FUNCTIONS, MIB, synthetic_records
+from harness.synthetic import MIB, synthetic_platform, synthetic_records
 
 
 def test_nearest_rank_known_examples() -> None:
@@ -82,15 +82,7 @@ def test_distribution_counts_and_bounds() -> None:
 
 
 def _platform() -> dict[str, FunctionPlatform]:
-    plat = {
-        name: FunctionPlatform(
-            name=name,
-            memory_limit_bytes=limit,
-            peak_memory_bytes=(peak + child + 20) * MIB,
-            warm_replicas=1,
-        )
-        for name, limit, _, peak, child in FUNCTIONS
-    }
+    plat = synthetic_platform(extra_mib=20, warm_replicas=1)
     plat["orchestrator"] = FunctionPlatform(
         name="orchestrator",
         memory_limit_bytes=512 * MIB,

@@ -9,11 +9,18 @@ from pathlib import Path
 import pytest
 
 from harness.calibrate import calibrate, render_calibration, round_up
-from harness.records import FunctionPlatform, RequestRecord, invocations_from_result
+from harness.records import RequestRecord, invocations_from_result
 from harness.regimes import Baseline
 from harness.report import RegimeResult, RunResults, significance, write_report
 from harness.stats import summarize
-from harness.synthetic import FUNCTIONS, MIB, envelope, good_result, invocation, synthetic_records
+from harness.synthetic import (
+    MIB,
+    envelope,
+    good_result,
+    invocation,
+    synthetic_platform,
+    synthetic_records,
+)
 from harness.trace import chrome_trace, critical_path, request_trace
 
 T0 = 1_700_000_000.0
@@ -71,11 +78,7 @@ def test_critical_path_of_nothing_and_write_report_emits_traces(tmp_path: Path) 
 
 
 def _run(latency_s: float, n: int, *, peak_scale: float = 1.0, fail_every: int = 0) -> RunResults:
-    platform = {
-        name: FunctionPlatform(name=name, memory_limit_bytes=limit,
-                               peak_memory_bytes=int((peak + child) * MIB * peak_scale))
-        for name, limit, _, peak, child in FUNCTIONS
-    }  # fmt: skip
+    platform = synthetic_platform(peak_scale=peak_scale)
     records = synthetic_records(n, base_latency_s=latency_s, fail_every=fail_every)
     base = Baseline(latency_s=latency_s, cpu_s=8.0, cores=2)
     result = RegimeResult(

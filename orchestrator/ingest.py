@@ -9,44 +9,24 @@ flat whatever the video's size).
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
-from pathlib import PurePosixPath
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from base.errors import InputNotFound, StorageUnavailable
-from base.storage import ObjectStore, request_key
+from base.storage import ObjectStore, request_key, safe_segment
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _CHUNK = 1 << 20
 
 
-def safe_name(key: str) -> str:
-    """A key segment derived from the upload's file name (validate_key accepts it)."""
-    name = _UNSAFE.sub("_", PurePosixPath(key).name).strip("._-")
-    stem, dot, ext = name.rpartition(".")
-    if dot and len(ext) <= 8:
-        name = f"{stem[:100].rstrip('._-') or 'video'}.{ext.lower()}"
-    else:
-        name = name[:100].rstrip("._-")
-    return name or "video"
-
-
 def input_key(request_id: str, source_key: str) -> str:
-    return request_key(request_id, "input", safe_name(source_key))
+    return request_key(request_id, "input", safe_segment(source_key))
 
 
 def import_video(store: ObjectStore, source_key: str, dest_key: str) -> int:
     """Copy the upload into the request (S3 CopyObject); returns its size in bytes."""
     size = store.size(source_key)  # a missing upload is the caller's 404, before any work
-    try:
-        store.copy(source_key, dest_key)
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in {"404", "NoSuchKey", "NotFound"}:
-            raise InputNotFound(f"no such object: {source_key}") from exc
-        raise
+    store.copy(source_key, dest_key)  # and one deleted since then is too (ObjectStore.copy)
     return size
 
 

@@ -16,23 +16,16 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import get_args
 
 import httpx
 
 from base.config import env
 from base.telemetry import log
+from orchestrator.contracts import StageName
 
 #: What a request may call, in pipeline order.
-STAGES = (
-    "extract-audio",
-    "segment-speech",
-    "cut-clips",
-    "transcode-clip",
-    "transcribe",
-    "sample-frames",
-    "detect-objects",
-    "search",
-)
+STAGES: tuple[str, ...] = get_args(StageName)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from base.errors import BadInput
 from orchestrator.client import StageError
 from orchestrator.contracts import Config, InvocationRecord
 from orchestrator.handler import FUNCTION, new_request_id
-from orchestrator.ingest import safe_name
 from orchestrator.metrics import GIB, Node, critical_path, parse_memory_limits, summarise
 from orchestrator.pipeline import first_error
 from orchestrator.state import fingerprint, valid_request_id
@@ -66,21 +65,6 @@ def test_request_ids_are_generated_when_missing_and_valid() -> None:
     assert given.request_id == "mine-1"
     for bad in ["", "-x", "a/b", "../x", "x" * 65, "a b"]:
         assert not valid_request_id(bad)
-
-
-@pytest.mark.parametrize(
-    ("key", "name"),
-    [
-        ("uploads/abc/demo.mp4", "demo.mp4"),
-        ("uploads/abc/My-Clip_1.MP4", "My-Clip_1.mp4"),
-        ("uploads/abc/a=b.mov", "a_b.mov"),
-        ("uploads/abc/...", "video"),
-        ("uploads/abc/" + "x" * 180 + ".mp4", "x" * 100 + ".mp4"),
-        ("uploads/abc/noext", "noext"),
-    ],
-)
-def test_safe_input_names(key: str, name: str) -> None:
-    assert safe_name(key) == name
 
 
 def test_critical_path_takes_the_slowest_chain() -> None:

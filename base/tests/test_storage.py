@@ -10,7 +10,14 @@ import pytest
 
 from base.config import StorageSettings
 from base.errors import BadInput, InputNotFound, InputTooLarge, InvalidRequest
-from base.storage import ObjectStore, PreconditionFailed, request_key, validate_key
+from base.storage import (
+    ObjectStore,
+    PreconditionFailed,
+    request_key,
+    safe_segment,
+    upload_key,
+    validate_key,
+)
 
 
 @pytest.mark.parametrize(
@@ -24,6 +31,29 @@ def test_unsafe_keys_are_refused(key: str) -> None:
 
 def test_request_keys_are_deterministic() -> None:
     assert request_key("r1", "cut-clips", "clip-0001.mp4") == "requests/r1/cut-clips/clip-0001.mp4"
+
+
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("uploads/abc/demo.mp4", "demo.mp4"),
+        ("uploads/abc/My-Clip_1.MP4", "My-Clip_1.mp4"),
+        ("uploads/abc/a=b.mov", "a_b.mov"),
+        ("uploads/abc/...", "video"),
+        ("uploads/abc/" + "x" * 180 + ".mp4", "x" * 100 + ".mp4"),
+        ("uploads/abc/noext", "noext"),
+        ("vidéo 日本 (1).MKV", "vid_o_1.mkv"),
+    ],
+)
+def test_safe_segments_keep_names_recognisable(key: str, name: str) -> None:
+    assert safe_segment(key) == name
+    assert validate_key(name) == name
+
+
+def test_upload_keys_hold_a_safe_name_under_the_tag() -> None:
+    assert upload_key("inproc-1", "../My Talk.MP4") == "uploads/inproc-1/My_Talk.mp4"
+    with pytest.raises(InvalidRequest):
+        upload_key("a/../b", "x.mp4")
 
 
 @pytest.fixture(scope="module")

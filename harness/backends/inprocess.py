@@ -29,20 +29,22 @@ from typing import Any
 
 from base.config import RuntimeSettings, StorageSettings
 from base.contracts import ErrorResult, InvocationResult
-from base.errors import BadInput, InputNotFound, InputTooLarge
+from base.errors import InputNotFound, InputTooLarge
 from base.runtime import FunctionServer
-from base.storage import ObjectStore, PreconditionFailed, validate_key
+from base.storage import (
+    ObjectStore,
+    PreconditionFailed,
+    check_input_size,
+    upload_key,
+    validate_key,
+)
+from harness.functions import load as load_functions
+from harness.workload import new_request_id
 
-#: The stage functions the pipeline calls, by name -> module (as in manifests/functions.yaml).
+#: The stage functions the pipeline calls, by name -> module, as manifests/functions.yaml
+#: declares them (the orchestrator is the pipeline itself here).
 STAGES: dict[str, str] = {
-    "extract-audio": "stages.extract_audio",
-    "segment-speech": "stages.segment_speech",
-    "cut-clips": "stages.cut_clips",
-    "transcode-clip": "stages.transcode_clip",
-    "transcribe": "stages.transcribe",
-    "sample-frames": "stages.sample_frames",
-    "detect-objects": "stages.detect_objects",
-    "search": "stages.search",
+    fn.name: fn.module for fn in load_functions().functions if fn.module.startswith("stages.")
 }
 BUCKET = "vsearch"
 
@@ -99,10 +101,7 @@ class LocalObjectStore(ObjectStore):
 
     def download(self, key: str, dest: Path, *, max_bytes: int | None = None) -> int:
         size = self.size(key)
-        if size == 0:
-            raise BadInput(f"input object is empty (0 bytes): {key}", code="empty_input")
-        if max_bytes is not None and size > max_bytes:
-            raise InputTooLarge(f"input is {size} bytes, the limit is {max_bytes}")
+        check_input_size(key, size, max_bytes)
         _link(self.path(key), dest)
         return size
 
@@ -294,8 +293,8 @@ class InProcessBaseline:
 
         if not self.servers:
             self.start()
-        request_id = f"inproc-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        uri = self.upload(video, f"uploads/{request_id}/{_safe(video.name)}")
+        request_id = new_request_id("inproc")
+        uri = self.upload(video, upload_key(request_id, video.name))
         cfg = Config.model_validate({"query": query, **(config or {})})
         cpu0, t0 = _cpu_now(), time.monotonic()
         pipeline = Pipeline(
@@ -325,9 +324,3 @@ class InProcessBaseline:
                 "http_status": info.status,
             }
         return BaselineRun(answer=answer, wall_s=time.monotonic() - t0, cpu_s=_cpu_now() - cpu0)
-
-
-def _safe(name: str) -> str:
-    from orchestrator.ingest import safe_name
-
-    return safe_name(name)

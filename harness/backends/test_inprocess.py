@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from base.errors import BadInput, InputNotFound, InvalidRequest
 from base.storage import PreconditionFailed
-from harness.backends.inprocess import InProcessBaseline, LocalObjectStore
+from harness.backends.inprocess import STAGES, InProcessBaseline, LocalObjectStore
 from harness.commands.search import comparison
 from harness.media.generate import demo_video
 from harness.records import check_content, content_ok
+from orchestrator.contracts import StageName
+
+
+def test_the_baseline_loads_every_stage_the_pipeline_calls_in_its_order() -> None:
+    assert tuple(STAGES) == get_args(StageName)
+    assert all(module == "stages." + name.replace("-", "_") for name, module in STAGES.items())
 
 
 def test_local_store_keeps_keys_uris_and_conditions(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -238,13 +239,70 @@ def media_for(video: Path | None, query: str | None, media_dir: Path) -> tuple[A
     return Media(path=video, query=query, truth=None, id=video.stem), False, note
 
 
-@contextlib.contextmanager
-def _deployed(backend: Any) -> Iterator[None]:
-    """Regimes share the backend's deploy where their declarations match: stop it at the end."""
+def _create_backend(
+    backend_name: str,
+    state_dir: Path | None,
+    no_limits: bool,
+    backend_options: dict[str, Any] | None,
+) -> Any:
+    from harness.backends.factory import BackendUnavailable, create_backend
+
     try:
-        yield
-    finally:
-        backend.teardown()
+        return create_backend(
+            backend_name,
+            state_dir=state_dir,
+            enforce_limits=not no_limits,
+            **(backend_options or {}),
+        )
+    except BackendUnavailable as exc:
+        raise UsageError(str(exc)) from None
+
+
+@dataclass
+class _Session:
+    """Regimes run one after another on one backend, shown live on stderr: each result kept
+    in order, with the platform's description from the latest run."""
+
+    backend: Any
+    media: Any
+    verified: bool
+    display: LiveDisplay = field(default_factory=LiveDisplay)
+    results: list[RegimeResult] = field(default_factory=list)
+    description: dict[str, Any] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def deployed(self, log_path: Path) -> Iterator[LiveDisplay]:
+        """Regimes share the backend's deploy where their declarations match: stop it at the
+        end. The in-process platform logs JSON lines to stdout: they go to log_path, as stdout
+        is for the table (or --json)."""
+        with log_path.open("a") as log_file, contextlib.redirect_stdout(log_file), self.display:
+            try:
+                yield self.display
+            finally:
+                self.backend.teardown()
+
+    def run(
+        self, regime: Regime, *, baseline: Any = None, show: bool = True
+    ) -> tuple[RegimeResult, int]:
+        """Run one regime: its result (also appended to ``results``) and the cores it had."""
+        from harness.runner import RegimeRun
+
+        run = RegimeRun(
+            self.backend,
+            regime,
+            self.media,
+            progress=self.display.progress(regime),
+            on_phase=self.display.phase(regime),
+            require_truth=self.verified,
+            keep_platform=True,
+            baseline=baseline,
+        )
+        result = run.run()
+        self.description = run.platform_description or self.description
+        self.results.append(result)
+        if show:
+            self.display.result(result)
+        return result, run.cores
 
 
 def run_bench(
@@ -264,20 +322,11 @@ def run_bench(
     baseline_requests: int = 3,
     regimes_file: Path | None = None,
 ) -> int:
-    from harness.backends.factory import BackendUnavailable, create_backend
-    from harness.runner import PreparationError, RegimeRun, baseline_from
+    from harness.runner import PreparationError, baseline_from
 
     regimes = resolve_regimes(names, size, regimes_file)
     baseline_regime = _load(regimes_file).baseline_for(size) if needs_baseline(regimes) else None
-    try:
-        backend = create_backend(
-            backend_name,
-            state_dir=state_dir,
-            enforce_limits=not no_limits,
-            **(backend_options or {}),
-        )
-    except BackendUnavailable as exc:
-        raise UsageError(str(exc)) from None
+    backend = _create_backend(backend_name, state_dir, no_limits, backend_options)
     media, verified, note = media_for(video, query, media_dir)
     out = out or DEFAULT_OUT / f"{time.strftime('%Y%m%d-%H%M%S')}-{'+'.join(names)}"
     err = sys.stderr
@@ -287,8 +336,6 @@ def run_bench(
     print(f"vsearch bench: {note}", file=err)
     print(f"vsearch bench: report in {out}", file=err)
 
-    results: list[RegimeResult] = []
-    description: dict[str, Any] = {}
     config = {
         "regimes_file": str(regimes_file) if regimes_file else "harness/regimes.yaml",
         "backend": backend_name,
@@ -302,39 +349,26 @@ def run_bench(
     videos = [{"id": media.id, "path": str(media.path), "truth": media.truth}]
     code = 0
 
-    def save(plots: bool) -> dict[str, Path]:
-        return write_report(
-            out, results, platform=description, config=config, videos=videos, plots=plots
-        )
-
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "platform.log"
     print(f"vsearch bench: platform log in {log_path}", file=err)
-    # The in-process platform logs JSON lines to stdout; stdout is for the table (or --json).
-    with (
-        log_path.open("a") as log_file,
-        contextlib.redirect_stdout(log_file),
-        LiveDisplay(err) as display,
-        _deployed(backend),
-    ):
+    session = _Session(backend, media, verified)
+    results = session.results
+
+    def save(plots: bool) -> dict[str, Path]:
+        return write_report(
+            out, results, platform=session.description, config=config, videos=videos, plots=plots
+        )
+
+    with session.deployed(log_path) as display:
         baseline = None
         todo = ([baseline_regime] if baseline_regime is not None else []) + list(regimes)
         for regime in todo:
             is_baseline = regime is baseline_regime
             try:
-                run = RegimeRun(
-                    backend,
-                    regime,
-                    media,
-                    progress=display.progress(regime),
-                    on_phase=display.phase(regime),
-                    require_truth=verified,
-                    keep_platform=True,
-                    baseline=baseline,
-                )
-                result = run.run()
+                result, cores = session.run(regime, baseline=baseline)
                 if is_baseline:
-                    baseline = baseline_from(result, run.cores)
+                    baseline = baseline_from(result, cores)
                     config["baseline"] = baseline.model_dump(mode="json")
             except PreparationError as exc:
                 display.fail(str(exc))
@@ -348,9 +382,6 @@ def run_bench(
                 display.fail(f"{regime.name}: {type(exc).__name__}: {exc}")
                 code = 3
                 break
-            description = run.platform_description or description
-            results.append(result)
-            display.result(result)
             if is_baseline and baseline is not None:
                 display.note(
                     f"baseline: warm request {baseline.latency_s:.2f}s, "
@@ -369,7 +400,7 @@ def run_bench(
         config["inprocess_baseline"] = compared
         (out / "baseline.json").write_text(json.dumps(compared, indent=2) + "\n")
     files = save(plots=True)
-    summary = f"platform: {versions_line(description.get('versions') or {})}\n"
+    summary = f"platform: {versions_line(session.description.get('versions') or {})}\n"
     summary += render_summary(results)
     if compared is not None:
         summary += "\n\n" + render_baseline(compared)
@@ -607,7 +638,6 @@ def run_capacity(
     """`./vsearch bench capacity`: the baseline, then open-loop steps at rising multiples of
     its CPU-bound cap until success or latency breaks (harness/capacity.py). Exit 0 when a
     sustainable rate was found, 1 when none, 3 on a platform problem."""
-    from harness.backends.factory import BackendUnavailable, create_backend
     from harness.capacity import (
         capacity_result,
         judge_step,
@@ -616,53 +646,28 @@ def run_capacity(
         render_capacity_result,
     )
     from harness.regimes import Thresholds, Workload
-    from harness.runner import PreparationError, RegimeRun, baseline_from
+    from harness.runner import PreparationError, baseline_from
 
     regimes = _load(regimes_file)
     config = regimes.capacity
     base_regime = regimes.baseline_for(size)
     if config is None or base_regime is None:
         raise UsageError("regimes.yaml has no capacity: or baseline: section")
-    try:
-        backend = create_backend(
-            backend_name,
-            state_dir=state_dir,
-            enforce_limits=not no_limits,
-            **(backend_options or {}),
-        )
-    except BackendUnavailable as exc:
-        raise UsageError(str(exc)) from None
+    backend = _create_backend(backend_name, state_dir, no_limits, backend_options)
     media, verified, note = media_for(video, query, media_dir)
     out = out or DEFAULT_OUT / f"{time.strftime('%Y%m%d-%H%M%S')}-capacity"
     err = sys.stderr
     print(f"vsearch bench: capacity on {backend_name}; {note}", file=err)
     print(f"vsearch bench: report in {out}", file=err)
     out.mkdir(parents=True, exist_ok=True)
-    results: list[RegimeResult] = []
     steps: list[Any] = []
-    description: dict[str, Any] = {}
     baseline = None
     code = 0
-    with (
-        (out / "platform.log").open("a") as log_file,
-        contextlib.redirect_stdout(log_file),
-        LiveDisplay(err) as display,
-        _deployed(backend),
-    ):
+    session = _Session(backend, media, verified)
+    with session.deployed(out / "platform.log") as display:
         try:
-            run = RegimeRun(
-                backend,
-                base_regime,
-                media,
-                progress=display.progress(base_regime),
-                on_phase=display.phase(base_regime),
-                require_truth=verified,
-                keep_platform=True,
-            )
-            result = run.run()
-            results.append(result)
-            display.result(result)
-            baseline = baseline_from(result, run.cores)
+            result, cores = session.run(base_regime)
+            baseline = baseline_from(result, cores)
             cap = baseline.capacity_per_s
             if not cap:
                 raise PreparationError("the baseline reported no CPU-seconds: no cap to step")
@@ -684,19 +689,8 @@ def run_capacity(
                     ),
                     thresholds=Thresholds(min_success_rate=config.min_success_rate),
                 )
-                step_run = RegimeRun(
-                    backend,
-                    regime,
-                    media,
-                    progress=display.progress(regime),
-                    on_phase=display.phase(regime),
-                    require_truth=verified,
-                    keep_platform=True,
-                    baseline=baseline,
-                )
-                step_result = step_run.run()
-                description = step_run.platform_description or description
-                results.append(step_result)
+                # The verdict below, not the regime's own thresholds, says how a step went.
+                step_result, _ = session.run(regime, baseline=baseline, show=False)
                 step = judge_step(
                     step_result.summary,
                     rate_x=x,
@@ -716,8 +710,8 @@ def run_capacity(
     outcome = capacity_result(steps, baseline, config)
     files = write_report(
         out,
-        results,
-        platform=description,
+        session.results,
+        platform=session.description,
         config={
             "size": size,
             "capacity": outcome.model_dump(mode="json"),

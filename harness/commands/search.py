@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import statistics
 import sys
 import threading
@@ -32,13 +31,10 @@ class UsageError(Exception):
 
 
 def safe_object_name(name: str) -> str:
-    """Object keys allow a small alphabet (see base.storage); keep the name recognisable."""
-    stem, dot, suffix = name.rpartition(".")
-    if not dot:
-        stem, suffix = name, ""
-    stem = re.sub(r"[^A-Za-z0-9._=-]+", "-", stem).strip("-.")[:80] or "video"
-    suffix = re.sub(r"[^A-Za-z0-9]", "", suffix)[:10]
-    return f"{stem}.{suffix}" if suffix else stem
+    """base.storage's key segment for a file name (harness/runner.py names its uploads so)."""
+    from base.storage import safe_segment  # boto3 is slow to import: on first use
+
+    return safe_segment(name)
 
 
 def check_video(path: Path) -> None:
@@ -110,7 +106,9 @@ class Progress:
 
 
 def upload(conn: AnyConnection, video: Path) -> str:
-    key = f"uploads/{uuid.uuid4().hex[:12]}/{safe_object_name(video.name)}"
+    from base.storage import upload_key
+
+    key = upload_key(uuid.uuid4().hex[:12], video.name)
     conn.s3_client().upload_file(str(video), conn.bucket, key)
     return f"s3://{conn.bucket}/{key}"
 
@@ -225,32 +223,11 @@ def run_search(
     try:
         client_started = time.monotonic()
         conn = Connection(state_dir)
-        say(f"uploading {video.name} ({video.stat().st_size / 1e6:.1f} MB)", quiet)
-        uri = upload(conn, video)
-        request_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        body = {
-            "request_id": request_id,
-            "input": {"video": uri},
-            "config": {"query": query, **(config or {})},
-        }
-        with Progress(conn, request_id, quiet=quiet):
-            response = conn.gateway.invoke("orchestrator", body, timeout_s=timeout_s)
-        client_wall_s = time.monotonic() - client_started
-        try:
-            answer: dict[str, Any] = response.json()
-        except ValueError:
-            answer = {
-                "status": "error",
-                "error": {"code": "bad_response", "message": response.text},
-            }
-        answer["http_status"] = response.status_code
-        # From upload to answer, as the user waits (less the platform's own start).
-        answer["client_wall_s"] = round(client_wall_s, 4)
+        answer = _search_through(
+            conn, video, query, config=config, quiet=quiet, timeout_s=timeout_s,
+            save_dir=save_dir, save_all=save_all, started=client_started,
+        )  # fmt: skip
         result = answer.get("outputs") if answer.get("status") == "ok" else None
-        if result and save_dir is not None:
-            saved = save_clips(conn, result, save_dir, every_clip=save_all)
-            answer["saved"] = [str(p) for p in saved]
-            say(f"saved {len(saved)} clip(s) to {save_dir}", quiet)
         if result and (keep or not started_here):
             answer["links"] = clip_links(conn, result)
         return answer
@@ -282,34 +259,55 @@ def _search_on_cluster(
             f"{exc} (bring it up with `./vsearch up --backend {backend.name}`)"
         ) from exc
     try:
-        client_started = time.monotonic()
-        say(f"uploading {video.name} ({video.stat().st_size / 1e6:.1f} MB)", quiet)
-        uri = upload(conn, video)
-        request_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        body = {
-            "request_id": request_id,
-            "input": {"video": uri},
-            "config": {"query": query, **(config or {})},
-        }
-        with Progress(conn, request_id, quiet=quiet):
-            response = conn.gateway.invoke("orchestrator", body, timeout_s=timeout_s)
-        try:
-            answer: dict[str, Any] = response.json()
-        except ValueError:
-            answer = {
-                "status": "error",
-                "error": {"code": "bad_response", "message": response.text},
-            }
-        answer["http_status"] = response.status_code
-        answer["client_wall_s"] = round(time.monotonic() - client_started, 4)
-        result = answer.get("outputs") if answer.get("status") == "ok" else None
-        if result and save_dir is not None:
-            saved = save_clips(conn, result, save_dir, every_clip=save_all)
-            answer["saved"] = [str(p) for p in saved]
-            say(f"saved {len(saved)} clip(s) to {save_dir}", quiet)
-        return answer
+        return _search_through(
+            conn, video, query, config=config, quiet=quiet, timeout_s=timeout_s,
+            save_dir=save_dir, save_all=save_all, started=time.monotonic(),
+        )  # fmt: skip
     finally:
         conn.close()
+
+
+def _search_through(
+    conn: AnyConnection,
+    video: Path,
+    query: str,
+    *,
+    config: dict[str, Any] | None,
+    quiet: bool,
+    timeout_s: float,
+    save_dir: Path | None,
+    save_all: bool,
+    started: float,
+) -> dict[str, Any]:
+    """Upload, invoke the orchestrator (showing its progress), download what save_dir asks."""
+    say(f"uploading {video.name} ({video.stat().st_size / 1e6:.1f} MB)", quiet)
+    uri = upload(conn, video)
+    # harness.workload.new_request_id's format; importing it would cost the CLI 1.5 s (numpy).
+    request_id = f"cli-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+    body = {
+        "request_id": request_id,
+        "input": {"video": uri},
+        "config": {"query": query, **(config or {})},
+    }
+    with Progress(conn, request_id, quiet=quiet):
+        response = conn.gateway.invoke("orchestrator", body, timeout_s=timeout_s)
+    client_wall_s = time.monotonic() - started
+    try:
+        answer: dict[str, Any] = response.json()
+    except ValueError:
+        answer = {
+            "status": "error",
+            "error": {"code": "bad_response", "message": response.text},
+        }
+    answer["http_status"] = response.status_code
+    # From the connection to the answer, as the user waits (less the platform's own start).
+    answer["client_wall_s"] = round(client_wall_s, 4)
+    result = answer.get("outputs") if answer.get("status") == "ok" else None
+    if result and save_dir is not None:
+        saved = save_clips(conn, result, save_dir, every_clip=save_all)
+        answer["saved"] = [str(p) for p in saved]
+        say(f"saved {len(saved)} clip(s) to {save_dir}", quiet)
+    return answer
 
 
 def run_inprocess(
@@ -359,13 +357,22 @@ def _logs_to(path: Path | None) -> Iterator[None]:
 
 
 def _figures(run: Any) -> dict[str, Any]:
+    """A baseline run's row: its answer's figures and what it cost this process."""
     return {
-        "status": run.answer.get("status"),
+        **_answer_figures(run.answer),
         "wall_s": round(run.wall_s, 4),
         "cpu_s": round(run.cpu_s, 4),
-        "function_cpu_s": round(function_cpu_s(run.answer), 4),
-        "stages": stage_figures(run.answer),
-        "matches": _matches(run.answer),
+    }
+
+
+def _answer_figures(answer: dict[str, Any]) -> dict[str, Any]:
+    """What a comparison row holds of any answer, serverless or in-process: its status, the
+    stage functions' CPU-seconds (in all and per stage) and the clips it matched."""
+    return {
+        "status": answer.get("status"),
+        "function_cpu_s": round(function_cpu_s(answer), 4),
+        "stages": stage_figures(answer),
+        "matches": _matches(answer),
     }
 
 
@@ -475,15 +482,12 @@ def comparison(
         rows.append(
             {
                 "serverless": {
-                    "status": serverless.get("status"),
+                    **_answer_figures(serverless),
                     "end_to_end_s": e2e,
                     "critical_path_s": request.get("critical_path_s"),
                     "overhead_s": request.get("overhead_s"),
-                    "function_cpu_s": round(function_cpu_s(serverless), 4),
-                    "stages": stage_figures(serverless),
                     "client_wall_s": client,
                     "cli_overhead_s": round(client - e2e, 4) if client and e2e else None,
-                    "matches": _matches(serverless),
                 },
                 "baseline": base,
             }
@@ -540,12 +544,12 @@ def _stage_cpu(ok: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def render_comparison(cmp: dict[str, Any]) -> str:
-    s, b, r = cmp["serverless"], cmp["baseline"], cmp["ratio"]
-
-    def f(value: Any) -> str:
-        return "-" if value is None else f"{value:.2f}"
-
+    s, b, r, f = cmp["serverless"], cmp["baseline"], cmp["ratio"], _f
     return (
         f"vs in-process baseline ({cmp['pairs_ok']}/{cmp['pairs']} pairs ok, medians, same "
         f"matches: {'yes' if cmp['same_matches'] else 'NO'}): end-to-end "
@@ -561,11 +565,7 @@ def render_comparison(cmp: dict[str, Any]) -> str:
 def _render_stages(stages: dict[str, dict[str, float | None]]) -> str:
     if not stages:
         return ""
-
-    def f(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}"
-
-    parts = [f"{n} {f(v['serverless'])}/{f(v['baseline'])}" for n, v in stages.items()]
+    parts = [f"{n} {_f(v['serverless'])}/{_f(v['baseline'])}" for n, v in stages.items()]
     return "\nstage CPU-s, serverless/baseline (medians): " + ", ".join(parts)
 
 

@@ -9,28 +9,18 @@ over loopback and only with credentials generated for that run.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
 import random
-import secrets
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
-import boto3
-from botocore.config import Config
+from harness.loopback_s3 import HOST, REGION, LoopbackS3, LoopbackS3Error
 
-HOST = "127.0.0.1"
-REGION = "us-east-1"
 DEFAULT_BUCKET = "vsearch"
 
 # Every weed component listens on an HTTP port and on a gRPC port. The -*.port.grpc flags exist,
@@ -48,16 +38,14 @@ PORT_RANGE = (10000, 22700)
 # /tmp/seaweedfs-<component>-<port>.sock is used instead of a socket inside the data dir.
 MAX_SOCKET_PATH = 100
 
-STOP_TIMEOUT_S = 10.0
 LOG_NAME = "weed.log"
-PROBE_KEY = ".vsearch-readiness-probe"
 # How often start() re-draws ports when weed lost a bind race against another process, and what
 # weed 4.48 logs in that case (it checks all ports itself before binding any of them).
 PORT_ATTEMPTS = 3
 PORT_CLASH_MARKERS = ("port allocation failed", "address already in use")
 
 
-class S3ServerError(RuntimeError):
+class S3ServerError(LoopbackS3Error):
     """weed could not be started or did not become writable in time."""
 
 
@@ -125,12 +113,15 @@ def _weed_env(access_key: str, secret_key: str) -> dict[str, str]:
     return env
 
 
-class SeaweedS3:
+class SeaweedS3(LoopbackS3):
     """One ``weed mini`` child process serving S3 on a private loopback port.
 
     Usable as a context manager. ``restart()`` keeps data dir, ports and credentials so that a
     client holding the old endpoint and keys carries on after the bounce.
     """
+
+    name = "weed"
+    error = S3ServerError
 
     def __init__(
         self,
@@ -140,33 +131,18 @@ class SeaweedS3:
         startup_timeout: float = 60.0,
         weed_binary: str | None = None,
     ) -> None:
-        self.bucket = bucket
-        self.startup_timeout = startup_timeout
-        # Launch to first successful write, of the latest start()/restart().
-        self.startup_seconds: float | None = None
+        super().__init__(bucket=bucket, startup_timeout=startup_timeout)
         self._weed = weed_binary or find_weed()
         self._requested_dir = Path(data_dir) if data_dir is not None else None
         self._data_dir: Path | None = None
         self._owns_data_dir = False
         self._ports: dict[str, int] | None = None
-        self._access_key = "VS" + secrets.token_hex(9).upper()
-        self._secret_key = secrets.token_urlsafe(30)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_offset = 0
 
     # -- public surface ------------------------------------------------------------------------
 
     @property
     def endpoint_url(self) -> str:
         return f"http://{HOST}:{self._require_ports()['s3']}"
-
-    @property
-    def access_key(self) -> str:
-        return self._access_key
-
-    @property
-    def secret_key(self) -> str:
-        return self._secret_key
 
     @property
     def ports(self) -> dict[str, int]:
@@ -182,29 +158,6 @@ class SeaweedS3:
     @property
     def log_path(self) -> Path:
         return self.data_dir / LOG_NAME
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def client(self, **config: Any) -> Any:
-        """A boto3 S3 client for this server; extra kwargs are merged into botocore's Config."""
-        # A private Session per client: boto3's default session is not thread-safe and would
-        # let AWS_PROFILE and friends from the developer's shell leak into the client.
-        session = boto3.session.Session()
-        return session.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=self._access_key,
-            aws_secret_access_key=self._secret_key,
-            region_name=REGION,
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}).merge(
-                Config(**config)
-            ),
-        )
 
     def env(self) -> dict[str, str]:
         """Environment variables that point a child process at this server."""
@@ -255,17 +208,6 @@ class SeaweedS3:
         self._terminate()
         self._launch_and_wait()
         return self
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         # Deliberately hand-written: the secret must never end up in test output or logs.
@@ -336,110 +278,9 @@ class SeaweedS3:
         return args
 
     def _launch_and_wait(self) -> None:
-        log_path = self.log_path
         # weed saves the flags of each run to mini.options and applies that file only when
         # started without any flags; we always pass the complete set, so nothing stale applies.
-        self._log_offset = log_path.stat().st_size if log_path.exists() else 0
-        began = time.monotonic()
-        with open(log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                self._command(),
-                cwd=self.data_dir,  # weed also looks for *.toml config files in its cwd
-                env=_weed_env(self._access_key, self._secret_key),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Own process group: stop() can signal everything weed spawned, and a Ctrl-C in
-                # the terminal reaches only the test runner, whose teardown then stops weed.
-                start_new_session=True,
-            )
-        atexit.register(self._terminate)
-        try:
-            self._wait_writable(began)
-        except BaseException:
-            self._terminate()
-            raise
-        self.startup_seconds = time.monotonic() - began
-
-    def _wait_writable(self, began: float) -> None:
-        # The S3 port answers (and even lists buckets) before the volume server has registered
-        # with the master, so only a real write proves the server is usable. Short timeouts and
-        # no botocore retries keep each attempt brief, so that an early exit of weed (seen via
-        # poll()) is noticed quickly; a timed-out attempt is simply tried again.
-        probe = self.client(
-            connect_timeout=1,
-            read_timeout=2,
-            retries={"total_max_attempts": 1, "mode": "standard"},
+        # It also looks for *.toml config files in its cwd: the data dir has none.
+        super()._launch_and_wait(
+            self._command(), _weed_env(self._access_key, self._secret_key), cwd=self.data_dir
         )
-        last_error: Exception | None = None
-        while time.monotonic() - began < self.startup_timeout:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise S3ServerError(
-                    f"weed exited with code {self._proc.returncode} during startup:\n"
-                    f"{self._log_tail()}"
-                )
-            try:
-                probe.put_object(Bucket=self.bucket, Key=PROBE_KEY, Body=b"ok")
-                probe.delete_object(Bucket=self.bucket, Key=PROBE_KEY)
-                return
-            except Exception as err:  # any botocore/connection error just means "not yet"
-                last_error = err
-                time.sleep(0.1)
-        raise S3ServerError(
-            f"weed not writable after {self.startup_timeout:.0f}s "
-            f"(last error: {last_error!r}):\n{self._log_tail()}"
-        )
-
-    def _log_tail(self, lines: int = 40) -> str:
-        """The end of this launch's log output (earlier launches share the file)."""
-        try:
-            with open(self.log_path, "rb") as log:
-                log.seek(self._log_offset)
-                text = log.read().decode("utf-8", errors="replace")
-        except OSError as err:
-            return f"<log unavailable: {err}>"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def _terminate(self) -> None:
-        """SIGTERM the process group, escalate to SIGKILL; safe to call repeatedly."""
-        proc, self._proc = self._proc, None
-        atexit.unregister(self._terminate)
-        if proc is None:
-            return
-        if proc.returncode is None:
-            _signal_group(proc.pid, signal.SIGTERM)
-            if not _wait_unreaped(proc, STOP_TIMEOUT_S):
-                _signal_group(proc.pid, signal.SIGKILL)
-                _wait_unreaped(proc, None)
-        if proc.returncode is None:
-            # Not reaped yet, so the leader's pid (= the group id) cannot have been reused:
-            # anything weed left behind in the group is still ours to kill.
-            _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _wait_unreaped(proc: subprocess.Popen[bytes], timeout: float | None) -> bool:
-    """Wait for proc to exit without reaping it; True if it exited within timeout."""
-    if not hasattr(os, "waitid"):  # macOS before 3.13: reap, which skips the final group sweep
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        try:
-            info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:  # already reaped elsewhere
-            return True
-        if info is not None:
-            return True
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
