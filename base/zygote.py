@@ -38,7 +38,7 @@ import threading
 import time
 from typing import Any
 
-from base import storage
+from base import malloc, storage
 from base.runtime import RUNTIME_IMPORTED, Function, serve
 from base.telemetry import ProcessClock, log
 
@@ -184,6 +184,10 @@ class Zygote:
         os.close(null_fd)
         os.environ.clear()
         os.environ.update(request["env"])
+        # glibc read MALLOC_* when the zygote started; the replica's own values apply from here.
+        tuned = malloc.apply_env(os.environ)
+        if tuned:
+            log("zygote.malloc", **tuned)
         if request.get("cwd"):
             os.chdir(request["cwd"])
         reseed()

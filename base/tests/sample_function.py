@@ -16,7 +16,7 @@ class Input(Model):
 
 
 class Config(Model):
-    mode: Literal["echo", "child", "python", "crash", "bad", "copy"] = "echo"
+    mode: Literal["echo", "child", "python", "crash", "bad", "copy", "malloc"] = "echo"
     seconds: float = 0.0
 
 
@@ -25,6 +25,8 @@ class Output(Model):
     fanout: int | None
     uri: str | None = None
     size: int | None = None
+    #: mode "malloc": whether glibc served a 40 MiB block with its own mmap.
+    mmapped: bool | None = None
 
 
 def handle(event: Event[Input, Config], ctx: Context) -> Output:
@@ -46,7 +48,28 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
         path = ctx.download(event.input.source)
         uri = ctx.upload(path, "copy.bin")
         return Output(mode=mode, fanout=event.fanout, uri=uri, size=path.stat().st_size)
+    elif mode == "malloc":
+        return Output(mode=mode, fanout=event.fanout, mmapped=_big_block_mmapped())
     return Output(mode=mode, fanout=event.fanout)
+
+
+def _big_block_mmapped() -> bool:
+    import ctypes
+
+    from base import malloc
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    before = malloc.mmapped_blocks()
+    block = libc.malloc(40 << 20)
+    try:
+        after = malloc.mmapped_blocks()
+    finally:
+        libc.free(block)
+    assert before is not None and after is not None, "needs glibc's mallinfo2"
+    return after > before
 
 
 def preload() -> None:

@@ -89,7 +89,13 @@ def test_invoke_returns_typed_result_metrics_and_duration_header(sample: Functio
     assert response.status_code == 200
     data = response.json()
     assert data["status"] == "ok"
-    assert data["outputs"] == {"mode": "echo", "fanout": 3, "uri": None, "size": None}
+    assert data["outputs"] == {
+        "mode": "echo",
+        "fanout": 3,
+        "uri": None,
+        "size": None,
+        "mmapped": None,
+    }
     metrics = data["metrics"]
     assert metrics["function"] == "sample" and metrics["pid"] == sample.proc.pid
     assert metrics["wall_s"] >= 0 and metrics["peak_rss_bytes"] > 10 << 20

@@ -194,3 +194,33 @@ def test_without_fork_replicas_start_fresh_and_say_why(
         assert extras["replicas"][0]["from_zygote"] is False
         body = {"request_id": "z-3", "input": {}, "config": {"mode": "echo"}}
         assert platform.invoke("sample", body, timeout_s=30).status_code == 200
+
+
+def test_a_forked_replica_takes_the_malloc_settings_of_its_own_env(
+    tmp_path: Path, s3_server: Any
+) -> None:
+    # glibc reads MALLOC_* at exec, which a forked replica never does: the zygote here starts
+    # without them, and only the replica that asks for a 64 MiB mmap threshold must keep a
+    # 40 MiB block in its heap (transcribe's per-call buffers, manifests/functions.yaml).
+    from base import malloc
+
+    if malloc.mmapped_blocks() is None:
+        pytest.skip("mallinfo2 is glibc's (>= 2.33); this libc has none")
+    zygote = _zygote(tmp_path, s3_server)
+    body = {"request_id": "z-malloc", "input": {}, "config": {"mode": "malloc"}}
+    try:
+        mmapped = {}
+        for label, extra in (("tuned", {"MALLOC_MMAP_THRESHOLD_": str(64 << 20)}), ("plain", {})):
+            env = {**s3_server.env(), "REPLICA_NAME": f"sample-{label}", **extra}
+            replica = ForkedProcess(zygote, MODULE, env, log_path=tmp_path / f"{label}.log")
+            replica.start()
+            try:
+                replica.wait_ready(30)
+                response = httpx.post(replica.url + "/", json=body, timeout=30)
+                assert response.status_code == 200, response.text
+                mmapped[label] = response.json()["outputs"]["mmapped"]
+            finally:
+                replica.stop()
+        assert mmapped == {"tuned": False, "plain": True}
+    finally:
+        zygote.stop()
