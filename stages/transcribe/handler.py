@@ -135,6 +135,8 @@ class _Prepared:
 
         self.path = path
         self.name = name
+        #: Who made these parts (a forked replica logs its zygote's pid).
+        self.pid = os.getpid()
         self.compute_type = compute_type
         #: The directory CTranslate2 loads: the int8 copy when it can be had, else the model.
         self.load_dir = path
@@ -270,6 +272,7 @@ def init() -> None:
             path=str(prepared.load_dir),
             compute_type=prepared.compute_type,
             int8_copy_error=prepared.copy_error,
+            prepared_pid=prepared.pid,
             cpu_threads=threads,
             num_workers=workers,
             prepare_s=round(made - t0, 3),
