@@ -1,12 +1,14 @@
 """Real stages forked from their zygote answer real requests (models and threads after fork).
 
-transcribe: the zygote only imports faster-whisper (CTranslate2's worker threads would not
-survive a fork), the replica loads the model. detect-objects: the zygote loads the network and
-runs its first forward pass (OpenCV's thread pool started), the replica reuses it.
+transcribe: the zygote makes everything but the CTranslate2 model (the int8 copy of the
+weights, read into the page cache; the parsed tokenizer; the mel filters); the replica loads
+the model (its worker threads would not survive a fork). detect-objects: the zygote loads the
+network and runs its first forward pass (OpenCV's thread pool started), the replica reuses it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -72,6 +74,12 @@ def test_a_forked_transcribe_replica_transcribes(
     assert response.status_code == 200, response.text + replica.log_tail()
     text = response.json()["outputs"]["text"]
     assert jiwer.wer(_words(speech.transcript), _words(text) or "<empty>") < 0.25, text
+    # The replica loaded the int8 copy its zygote made, with the tokenizer its zygote parsed.
+    lines = replica.log_path.read_text().splitlines()
+    loaded = [json.loads(x) for x in lines if x.startswith("{") and '"model_loaded"' in x]
+    assert len(loaded) == 1 and loaded[0]["int8_copy_error"] is None, loaded
+    assert loaded[0]["prepared_pid"] == zygote.pid
+    assert "-int8-" in Path(loaded[0]["path"]).name
 
 
 def test_a_forked_detect_objects_replica_detects(forked: Any, s3_server: Any) -> None:

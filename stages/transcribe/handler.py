@@ -25,6 +25,7 @@ from base.contracts import Event, Model, S3Uri
 from base.errors import BadInput, InvalidRequest
 from base.runtime import Context, Function
 from base.telemetry import log
+from stages.transcribe import int8_copy
 
 # huggingface_hub reads this once, when faster_whisper first imports it: set before any import.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -122,7 +123,75 @@ class _Loaded:
         self.name = name
 
 
+class _Prepared:
+    """What a replica's model needs besides CTranslate2's own: no thread, so a zygote can make
+    it once before forking (tokenizer.json's parse alone took 0.2-0.7 s per replica)."""
+
+    def __init__(self, path: Path, name: str, compute_type: str) -> None:
+        import tokenizers
+        from faster_whisper.feature_extractor import FeatureExtractor
+        from faster_whisper.transcribe import WhisperModel
+        from faster_whisper.utils import get_logger
+
+        self.path = path
+        self.name = name
+        #: Who made these parts (a forked replica logs its zygote's pid).
+        self.pid = os.getpid()
+        self.compute_type = compute_type
+        #: The directory CTranslate2 loads: the int8 copy when it can be had, else the model.
+        self.load_dir = path
+        self.copy_error: str | None = None
+        if compute_type in int8_copy.COMPUTE_TYPES:
+            try:
+                self.load_dir = int8_copy.ensure_int8_copy(path)
+            except (OSError, int8_copy.UnsupportedModel) as exc:
+                # A read-only cache or a model we cannot copy: CTranslate2 quantizes at load.
+                self.copy_error = repr(exc)[:300]
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
+        # faster-whisper's own reading of preprocessor_config.json (if the model has one); it
+        # uses nothing of its instance but a logger.
+        self.logger = get_logger()
+        self.feat_kwargs = WhisperModel._get_feature_kwargs(self, str(path))  # type: ignore[arg-type]
+        self.feature_extractor = FeatureExtractor(**self.feat_kwargs)
+        # Into the page cache, so the replica's load reads memory rather than the disk.
+        with (self.load_dir / "model.bin").open("rb") as weights:
+            while weights.read(1 << 22):
+                pass
+
+    def model(self, cpu_threads: int, num_workers: int) -> WhisperModel:
+        """faster-whisper's WhisperModel around a new CTranslate2 model and the parts made
+        here, with the attributes its own constructor sets (test_prepared_model_is_...)."""
+        import ctranslate2
+        from faster_whisper.transcribe import WhisperModel
+        from faster_whisper.utils import get_logger
+
+        model = WhisperModel.__new__(WhisperModel)
+        model.logger = get_logger()
+        model.model = ctranslate2.models.Whisper(
+            str(self.load_dir),
+            device="cpu",
+            compute_type=self.compute_type,
+            intra_threads=cpu_threads,
+            inter_threads=num_workers,
+        )
+        model.hf_tokenizer = self.tokenizer
+        model.feat_kwargs = self.feat_kwargs
+        model.feature_extractor = self.feature_extractor
+        model.input_stride = 2
+        model.num_samples_per_token = self.feature_extractor.hop_length * model.input_stride
+        model.frames_per_second = (
+            self.feature_extractor.sampling_rate // self.feature_extractor.hop_length
+        )
+        model.tokens_per_second = self.feature_extractor.sampling_rate // (
+            model.num_samples_per_token
+        )
+        model.time_precision = 0.02
+        model.max_length = 448
+        return model
+
+
 _loaded: _Loaded | None = None
+_prepared: _Prepared | None = None
 _load_lock = threading.Lock()
 
 
@@ -167,51 +236,60 @@ def _model_dir() -> tuple[Path, str]:
     return path, name
 
 
+def _prepare() -> _Prepared:
+    """The prepared parts for this process's settings (a replica's env may differ from its
+    zygote's: then they are made again)."""
+    global _prepared
+    path, name = _model_dir()
+    compute_type = os.environ.get("WHISPER_COMPUTE_TYPE", "int8")
+    current = _prepared
+    if current is None or (current.path, current.name, current.compute_type) != (
+        path,
+        name,
+        compute_type,
+    ):
+        current = _prepared = _Prepared(path, name, compute_type)
+    return current
+
+
 def init() -> None:
     """Load the model for the whole process (called by the runtime before it serves)."""
     global _loaded
     with _load_lock:
         if _loaded is not None:
             return
-        path, name = _model_dir()
-        compute_type = os.environ.get("WHISPER_COMPUTE_TYPE", "int8")
+        t0 = time.monotonic()
+        prepared = _prepare()
+        made = time.monotonic()
         # One CTranslate2 worker per in-flight slot, so concurrent calls really run in parallel
         # and share the CPUs rather than oversubscribe them.
         workers = RuntimeSettings.from_env().max_inflight
         threads = int(os.environ.get("WHISPER_CPU_THREADS") or max(1, _allowed_cpus() // workers))
-        t0 = time.monotonic()
-        from faster_whisper import WhisperModel
-
-        imported = time.monotonic()
-        model = WhisperModel(
-            str(path),
-            device="cpu",
-            compute_type=compute_type,
-            cpu_threads=threads,
-            num_workers=workers,
-            local_files_only=True,
-        )
-        _loaded = _Loaded(model, name)
+        _loaded = _Loaded(prepared.model(threads, workers), prepared.name)
         log(
             "model_loaded",
-            model=name,
-            path=str(path),
-            compute_type=compute_type,
+            model=prepared.name,
+            path=str(prepared.load_dir),
+            compute_type=prepared.compute_type,
+            int8_copy_error=prepared.copy_error,
+            prepared_pid=prepared.pid,
             cpu_threads=threads,
             num_workers=workers,
-            import_s=round(imported - t0, 3),
-            load_s=round(time.monotonic() - imported, 3),
+            prepare_s=round(made - t0, 3),
+            load_s=round(time.monotonic() - made, 3),
         )
 
 
 def preload() -> None:
-    """The fork-safe part of init, for the zygote: imports and the model directory's check.
+    """The fork-safe part of init, for the zygote: imports, the int8 copy (made once per
+    machine), tokenizer and mel filters, the weights read into the page cache.
 
     The CTranslate2 model itself loads in each replica (`init`): its worker threads would not
     survive a fork.
     """
-    _model_dir()
-    import faster_whisper  # noqa: F401
+    import ctranslate2  # noqa: F401
+
+    _prepare()
 
 
 def _model() -> _Loaded:
