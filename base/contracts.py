@@ -18,6 +18,10 @@ RequestId = Annotated[
 #: An S3 URI of an object the function reads (validated again by the storage layer).
 S3Uri = Annotated[str, StringConstraints(pattern=r"^s3://[^/]+/.+$", max_length=1100)]
 
+#: On every call the orchestrator makes for a request: when that request arrived (Unix seconds).
+#: The embedded gateway serves the oldest request's work first (harness/embedded/priority.py).
+REQUEST_ARRIVAL_HEADER = "X-Vsearch-Request-Arrival"
+
 InputT = TypeVar("InputT", bound=BaseModel)
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 

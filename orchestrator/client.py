@@ -21,7 +21,12 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from base.contracts import ErrorResult, InvocationMetrics, InvocationResult
+from base.contracts import (
+    REQUEST_ARRIVAL_HEADER,
+    ErrorResult,
+    InvocationMetrics,
+    InvocationResult,
+)
 from base.errors import FunctionError
 from base.runtime import DEADLINE_HEADER
 from base.telemetry import log
@@ -128,8 +133,12 @@ class GatewayClient:
         *,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        request_arrival: float | None = None,
     ) -> None:
         self.gateway_url = gateway_url.rstrip("/")
+        #: When the request arrived (Unix seconds): sent with every call so the gateway can serve
+        #: older requests' work first.
+        self.request_arrival = request_arrival
         self.http = http
         self.policy = policy or RetryPolicy()
         self._rng = rng or random.Random()
@@ -222,6 +231,8 @@ class GatewayClient:
             "X-Vsearch-Step": step,
             "X-Vsearch-Attempt": str(attempt),
         }
+        if self.request_arrival is not None:
+            headers[REQUEST_ARRIVAL_HEADER] = f"{self.request_arrival:.6f}"
         timeout = httpx.Timeout(
             remaining + policy.timeout_grace_s,
             connect=min(remaining, 10.0),

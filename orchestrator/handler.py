@@ -146,12 +146,14 @@ def _get_process() -> _Process:
 
 def handle(event: Event[Input, Config], ctx: Context) -> Output:
     started = time.monotonic()
+    arrived_at = time.time()
     proc = _get_process()
     budget = min(event.config.deadline_s, max(1.0, ctx.remaining_s() - FINISH_MARGIN_S))
     client = GatewayClient(
         proc.engine.gateway_url,
         proc.engine.http,
         RetryPolicy(max_attempts=event.config.max_attempts),
+        request_arrival=arrived_at,
     )
     if proc.prewarmer is not None:
         # At arrival, beside the pipeline: every stage at zero starts now, not when first called.

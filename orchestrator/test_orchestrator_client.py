@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from base.contracts import REQUEST_ARRIVAL_HEADER
 from orchestrator.client import Deadline, GatewayClient, RetryPolicy, StageError
 from orchestrator.contracts import InvocationRecord
 from orchestrator.testing import Call, Reply, ScriptedGateway, error, free_port, ok
@@ -310,3 +311,19 @@ def test_other_retryable_failures_stay_bounded_by_max_attempts() -> None:
     with ScriptedGateway({FN: status(502, "replica_died")}) as gw, pytest.raises(StageError):
         call(gw.url, policy=RetryPolicy(max_attempts=3, base_s=0.01))
     assert len(gw.calls) == 3
+
+
+def test_every_attempt_carries_the_requests_arrival() -> None:
+    async def go(url: str) -> None:
+        async with httpx.AsyncClient() as http:
+            client = GatewayClient(
+                url, http, RetryPolicy(base_s=0.01), rng=UpperJitter(), request_arrival=1234.5
+            )
+            await client.call(
+                FN, request_id="r-1", step="s", input={}, config={}, deadline=Deadline(10.0)
+            )
+
+    with ScriptedGateway({FN: scripted(status(503), fine)}) as gw:
+        asyncio.run(go(gw.url))
+    arrivals = [c.headers[REQUEST_ARRIVAL_HEADER.lower()] for c in gw.calls]
+    assert [float(a) for a in arrivals] == [1234.5, 1234.5], "the retry must keep its place"

@@ -31,6 +31,9 @@ import psutil
 #: The directory below each hierarchy's own cgroup that holds every run's groups.
 TOP = "vsearch"
 _CFS_PERIOD_US = 100_000
+#: v1 cpu.shares bounds and default; v2's cpu.weight is these scaled by 100/1024 (1..10000).
+DEFAULT_SHARES = 1024
+_MIN_SHARES, _MAX_SHARES = 2, 262_144
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -63,6 +66,10 @@ class ReplicaGroup(Protocol):
 
     def reset_peak(self) -> None:
         """Start a new high-water mark at the current usage (a new measurement window)."""
+        ...
+
+    def set_cpu_shares(self, shares: int) -> None:
+        """The group's CPU weight against its siblings, in v1 cpu.shares units (1024 = default)."""
         ...
 
     def remove(self) -> None: ...
@@ -213,6 +220,20 @@ def _enable_v2(group: Path, controllers: list[str]) -> None:
         (group / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in missing))
 
 
+def _write_shares(group: Path, version: int, shares: int) -> None:
+    shares = max(_MIN_SHARES, min(_MAX_SHARES, int(shares)))
+    if version == 1:
+        target, value = group / "cpu.shares", shares
+    else:
+        target, value = group / "cpu.weight", max(1, min(10_000, round(shares * 100 / 1024)))
+    if not target.exists():
+        return  # no cpu controller here: the weight is a wish, never a failure
+    try:
+        target.write_text(str(value))
+    except OSError as exc:
+        raise CgroupError(f"cannot set {target}: {exc.strerror or exc}") from exc
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text()
@@ -292,12 +313,13 @@ class V1Group:
         name: str,
         memory_limit_bytes: int,
         cpu_limit: float | None,
+        cpu_shares: bool = False,
     ) -> V1Group:
         dirs: dict[str, Path] = {}
         # cpu and cpuacct are often co-mounted (cpu,cpuacct): one directory serves both.
         seen: dict[Path, Path] = {}
         for controller, base in bases.items():
-            if controller == "cpu" and cpu_limit is None:
+            if controller == "cpu" and cpu_limit is None and not cpu_shares:
                 continue
             group = base / run / name
             real = group.parent.resolve() / name
@@ -348,6 +370,10 @@ class V1Group:
         # v1 documents writing 0 to max_usage_in_bytes as "reset to the current usage".
         (self.dirs["memory"] / "memory.max_usage_in_bytes").write_text("0")
 
+    def set_cpu_shares(self, shares: int) -> None:
+        if "cpu" in self.dirs:
+            _write_shares(self.dirs["cpu"], 1, shares)
+
     def remove(self) -> None:
         errors = []
         for group in {d.resolve() for d in self.dirs.values() if d.exists()}:
@@ -375,6 +401,7 @@ class V2Group:
     def create(
         cls, base: Path, run: str, name: str, memory_limit_bytes: int, cpu_limit: float | None
     ) -> V2Group:
+        # v2 enables the cpu controller for every group it can, so cpu.weight is always there.
         parent = base / run
         parent.mkdir(exist_ok=True)
         controllers = _subtree(base)
@@ -424,6 +451,9 @@ class V2Group:
         self._sampled_only = True
         self._sampled_peak = _read_int(self.path / "memory.current") or 0
 
+    def set_cpu_shares(self, shares: int) -> None:
+        _write_shares(self.path, 2, shares)
+
     def remove(self) -> None:
         _kill_and_rmdir(self.path, self.path / "cgroup.procs")
 
@@ -468,6 +498,9 @@ class SampledGroup:
         self._peak = 0
         self._peak = self.stats().memory_bytes
 
+    def set_cpu_shares(self, shares: int) -> None:
+        """No group, no weight: without cgroups only the gateway's queue order is by age."""
+
     def remove(self) -> None:
         self._proc = None
 
@@ -501,17 +534,54 @@ class CgroupManager:
         return self.support.version
 
     def create(
-        self, name: str, memory_limit_bytes: int, cpu_limit: float | None = None
+        self,
+        name: str,
+        memory_limit_bytes: int,
+        cpu_limit: float | None = None,
+        *,
+        cpu_shares: bool = False,
     ) -> ReplicaGroup:
+        """cpu_shares: give the group a CPU weight of its own (v1 puts it in the cpu hierarchy
+        even without a quota), so set_cpu_shares can favour it over its siblings."""
         if not _SAFE_NAME.match(name):
             raise ValueError(f"unsafe replica name: {name!r}")
         if self.support.version == 1:
-            return V1Group.create(self.support.bases, self.run, name, memory_limit_bytes, cpu_limit)
+            return V1Group.create(
+                self.support.bases, self.run, name, memory_limit_bytes, cpu_limit, cpu_shares
+            )
         if self.support.version == 2:
             return V2Group.create(
                 self.support.bases["unified"], self.run, name, memory_limit_bytes, cpu_limit
             )
         return SampledGroup(name)
+
+    def set_run_cpu_shares(self, shares: int) -> None:
+        """Weigh this run's group (and the shared top group above every run) against the rest of
+        the host.
+
+        Grouped under one run directory, busy replicas would weigh as one process against the
+        gateway, the S3 server and other work on the host, where ungrouped each weighs as one.
+        The caller passes DEFAULT_SHARES per busy replica; the top group weighs as the sum of
+        the runs below it (concurrent runs each recompute it, so the last write holds).
+        """
+        if self.support.version == 1 and "cpu" in self.support.bases:
+            base, version = self.support.bases["cpu"], 1
+            name = "cpu.shares"
+        elif self.support.version == 2:
+            base, version = self.support.bases["unified"], 2
+            name = "cpu.weight"
+        else:
+            return
+        run_dir = base / self.run
+        if not run_dir.is_dir():
+            return
+        _write_shares(run_dir, version, shares)
+        total = 0
+        for child in base.glob("*/"):
+            value = _read_int(child / name)
+            if value is not None:
+                total += value if version == 1 else value * 1024 // 100
+        _write_shares(base, version, max(total, DEFAULT_SHARES))
 
     def cleanup(self) -> None:
         """Remove this run's directories (replica groups must have been removed first)."""

@@ -58,6 +58,7 @@ from harness.embedded.models import (
     ScaleRequest,
     VersionInfo,
 )
+from harness.embedded.priority import CpuPriority, request_arrival
 from harness.embedded.replicas import PoolError, PoolSettings, ReplicaSet
 from harness.functions import FunctionDeclaration
 
@@ -139,6 +140,10 @@ class Gateway:
         self.ready = False
         self._client: httpx.AsyncClient | None = None
         self._async_tasks: set[asyncio.Task[None]] = set()
+        self.cpu_priority = CpuPriority(
+            enabled=self.settings.pool.request_priority,
+            set_run_shares=cgroups.set_run_cpu_shares if cgroups.enforced else None,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -274,8 +279,9 @@ class Gateway:
         name = replica_set.name
         headers.setdefault("X-Call-Id", str(uuid.uuid4()))
         call_id = headers["X-Call-Id"]
+        arrival = request_arrival(headers, time.time())
         try:
-            lease = await replica_set.acquire(bounded=bounded)
+            lease = await replica_set.acquire(bounded=bounded, request_arrival=arrival)
         except PoolError as exc:
             return self._finish(
                 name, started, exc.status, _error_body(exc.code, exc.message, name), {}, call_id
@@ -289,6 +295,7 @@ class Gateway:
             extra["X-Vsearch-Cold-Start-Seconds"] = f"{lease.cold_start_s:.6f}"
         url = f"{replica.url}/{path}" + (f"?{query}" if query else "")
         timeout = replica_set.exec_timeout_s + self.settings.call_margin_s
+        self.cpu_priority.begin(replica, replica.group, arrival)
         try:
             response = await self.client.request(
                 method,
@@ -325,6 +332,7 @@ class Gateway:
                 name, started, 502, _error_body(code, message, name), extra, call_id
             )
         finally:
+            self.cpu_priority.end(replica, arrival)
             oom_kills = replica_set.release(lease)
             if oom_kills:
                 extra["X-Vsearch-Oom-Kills"] = str(oom_kills)

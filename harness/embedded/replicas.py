@@ -31,6 +31,7 @@ from harness.embedded.cgroups import CgroupError, CgroupManager, GroupStats, Rep
 from harness.embedded.events import EventLog
 from harness.embedded.function_process import FunctionProcess, FunctionStartError, process_env
 from harness.embedded.models import FunctionExtras, ReplicaStatus, ZygoteStatus
+from harness.embedded.priority import enabled_from_env
 from harness.embedded.zygote import ForkedProcess, ZygoteProcess
 from harness.functions import FunctionDeclaration
 
@@ -95,6 +96,9 @@ class PoolSettings:
     zygote_ready_timeout_s: float = 120.0
     #: A zygote that failed this many times in a row is given up (fresh processes from then on).
     zygote_max_failures: int = 3
+    #: Free slots go to the queued call of the oldest request, and busy replicas' cgroups are
+    #: weighted by request age (harness/embedded/priority.py); VSEARCH_REQUEST_PRIORITY=0: FIFO.
+    request_priority: bool = field(default_factory=enabled_from_env)
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,8 @@ class _Waiter:
     future: asyncio.Future[Replica]
     arrived: float
     bounded: bool
+    #: When the call's request arrived (Unix seconds): the oldest request is served first.
+    request_arrival: float = 0.0
 
 
 class ReplicaSet:
@@ -291,8 +297,12 @@ class ReplicaSet:
     def queued(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self, *, bounded: bool = True) -> Lease:
-        """A slot on a ready replica; waits in the FIFO queue (and for a cold start) if needed."""
+    async def acquire(self, *, bounded: bool = True, request_arrival: float | None = None) -> Lease:
+        """A slot on a ready replica; waits in the queue (and for a cold start) if needed.
+
+        The queue is served oldest request first (request_arrival, Unix seconds; None: now)
+        under request_priority, else first come first served.
+        """
         if self._closing:
             raise ShuttingDown(f"{self.name}: the platform is stopping")
         arrived = time.monotonic()
@@ -312,7 +322,12 @@ class ReplicaSet:
                 raise StartFailed(f"{self.name}: replicas fail to start: {self._last_start_error}")
             # Scale from zero restores the floor an idle scale-down took away.
             self.desired = max(self.desired, self.decl.min_replicas)
-        waiter = _Waiter(asyncio.get_running_loop().create_future(), arrived, bounded)
+        waiter = _Waiter(
+            asyncio.get_running_loop().create_future(),
+            arrived,
+            bounded,
+            time.time() if request_arrival is None else request_arrival,
+        )
         self._waiters.append(waiter)
         self._scale_up()
         timeout = self.settings.queue_timeout_s or self.exec_timeout_s
@@ -374,7 +389,7 @@ class ReplicaSet:
         return kills
 
     def _dispatch(self) -> None:
-        """Hand free slots to waiters, oldest first."""
+        """Hand free slots to waiters: the oldest request's first, or the first queued."""
         while self._waiters:
             if self._waiters[0].future.done():
                 self._waiters.popleft()
@@ -382,10 +397,20 @@ class ReplicaSet:
             replica = self._pick()
             if replica is None:
                 break
-            waiter = self._waiters.popleft()
+            waiter = self._next_waiter()
             replica.inflight += 1
             waiter.future.set_result(replica)
         self._scale_up()
+
+    def _next_waiter(self) -> _Waiter:
+        if not self.settings.request_priority:
+            return self._waiters.popleft()
+        # min keeps the first of equals: calls of one request stay in the order they queued.
+        waiter = min(
+            (w for w in self._waiters if not w.future.done()), key=lambda w: w.request_arrival
+        )
+        self._waiters.remove(waiter)
+        return waiter
 
     def _scale_up(self) -> None:
         if self._closing or not self._waiters:
@@ -467,7 +492,12 @@ class ReplicaSet:
             return None  # forked as soon as the zygote is warm (the monitor retries)
         name = f"{self.name}-{next(self._seq)}"
         try:
-            group = self._cgroups.create(name, self.decl.memory_limit_bytes, self.decl.cpu_limit)
+            group = self._cgroups.create(
+                name,
+                self.decl.memory_limit_bytes,
+                self.decl.cpu_limit,
+                cpu_shares=self.settings.request_priority,
+            )
         except (CgroupError, OSError) as exc:
             # Never run a replica unlimited when limits are meant to hold.
             self._start_failed(None, f"cgroup for {name}: {exc}")

@@ -147,3 +147,52 @@ def test_v2_files_are_written_and_read(tmp_path: Path) -> None:
     stats = group.stats()
     assert (stats.memory_bytes, stats.peak_bytes, stats.oom_kills) == (1000, 5000, 1)
     assert stats.cpu_s == 2.5
+
+
+@needs_cgroups
+def test_a_weighted_group_gets_a_cpu_weight_of_its_own(manager: CgroupManager) -> None:
+    """Request-age priority (priority.py) needs each replica in the cpu hierarchy, quota or not."""
+    if SUPPORT.version == 1 and "cpu" not in SUPPORT.bases:
+        pytest.skip("no writable v1 cpu hierarchy here")
+    plain = manager.create("plain-1", 64 * MiB)
+    weighted = manager.create("weighted-1", 64 * MiB, cpu_shares=True)
+    weighted.set_cpu_shares(8192)
+    if SUPPORT.version == 1:
+        cpu_base = SUPPORT.bases["cpu"]
+        assert not (cpu_base / manager.run / "plain-1").exists(), plain
+        assert (cpu_base / manager.run / "weighted-1" / "cpu.shares").read_text().strip() == "8192"
+        assert str(cpu_base / manager.run / "weighted-1" / "cgroup.procs") in (
+            weighted.procs_files()
+        ), "the replica must join its cpu group, or the weight moves nothing"
+        manager.set_run_cpu_shares(3072)
+        assert (cpu_base / manager.run / "cpu.shares").read_text().strip() == "3072"
+        assert int((cpu_base / "cpu.shares").read_text()) >= 3072, "the top weighs as its runs"
+    else:
+        weight = Path(weighted.procs_files()[0]).parent / "cpu.weight"
+        assert weight.read_text().strip() == "800"
+    plain.remove()
+    weighted.remove()
+
+
+def test_v2_weights_are_scaled_to_cpu_weight(tmp_path: Path) -> None:
+    root = tmp_path / "unified"
+    own = root / "job"
+    own.mkdir(parents=True)
+    (own / "cgroup.controllers").write_text("cpu memory\n")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"41 31 0:38 / {root} rw,relatime - cgroup2 cgroup2 rw\n")
+    proc_cgroup = tmp_path / "cgroup"
+    proc_cgroup.write_text("0::/job\n")
+    manager = CgroupManager(run_name(), support=detect(mountinfo, proc_cgroup))
+    group = manager.create("echo-1", 64 * MiB, cpu_shares=True)
+    path = Path(group.procs_files()[0]).parent
+    (path / "cpu.weight").write_text("100\n")  # the kernel's file, default weight
+    group.set_cpu_shares(8192)
+    assert (path / "cpu.weight").read_text() == "800"
+    group.set_cpu_shares(1 << 30)
+    assert (path / "cpu.weight").read_text() == "10000", "clamped to the kernel's range"
+    (path.parent / "cpu.weight").write_text("100\n")
+    (own / "vsearch" / "cpu.weight").write_text("100\n")
+    manager.set_run_cpu_shares(2048)
+    assert (path.parent / "cpu.weight").read_text() == "200"
+    assert (own / "vsearch" / "cpu.weight").read_text() == "200"

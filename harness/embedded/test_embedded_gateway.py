@@ -23,8 +23,11 @@ import httpx
 import pytest
 import yaml
 
+from base.contracts import REQUEST_ARRIVAL_HEADER
+from harness.embedded.cgroups import detect
 from harness.embedded.gateway import GatewaySettings, is_loopback_url
 from harness.embedded.platform import EmbeddedPlatform
+from harness.embedded.priority import RANK_SHARES
 from harness.embedded.replicas import PoolSettings
 from harness.functions import FunctionDeclaration
 
@@ -50,6 +53,8 @@ DECLARATIONS = [
     _probe("fragile"),
     # Only test_reset_window uses it: a fresh process gives its first allocation back to the OS.
     _probe("meter"),
+    # Only test_the_oldest_request_is_served_first uses it: one slot, so calls queue.
+    _probe("ager"),
 ]
 
 
@@ -155,6 +160,42 @@ def test_beyond_inflight_and_queue_capacity_calls_get_429(http: httpx.Client) ->
     waits = sorted(float(r.headers["X-Vsearch-Queue-Seconds"]) for r in responses if r.is_success)
     assert waits[0] < 0.5 and waits[1] < 0.5  # ran at once
     assert waits[2] > 1.0 and waits[3] > 1.0  # waited for a slot, then ran
+
+
+def test_the_oldest_request_is_served_first(platform: EmbeddedPlatform, http: httpx.Client) -> None:
+    """Queued calls get the slot by their request's arrival (the orchestrator's header), and the
+    replica working for the oldest request has the highest CPU weight (priority.py)."""
+    support = detect()
+    cpu_base = support.bases.get("cpu") if support.version == 1 else None
+    finished: dict[str, float] = {}
+
+    def call(label: str, arrival: float, sleep_s: float) -> httpx.Response:
+        response = http.post(
+            "/function/ager",
+            json=_body(sleep_s=sleep_s),
+            headers={REQUEST_ARRIVAL_HEADER: f"{arrival:.6f}"},
+            timeout=30,
+        )
+        finished[label] = time.monotonic()
+        return response
+
+    now = time.time()
+    with ThreadPoolExecutor(3) as pool:
+        busy = pool.submit(call, "busy", now - 100, 3.0)
+        time.sleep(1.0)
+        if cpu_base is not None:
+            (group,) = (cpu_base / platform.run).glob("ager-*/")
+            assert (group / "cpu.shares").read_text().strip() == str(RANK_SHARES[0])
+        younger = pool.submit(call, "younger", now - 10, 0.5)
+        time.sleep(0.3)
+        older = pool.submit(call, "older", now - 20, 0.5)
+        responses = [f.result() for f in (busy, younger, older)]
+    for response in responses:
+        _ok(response)
+    assert finished["older"] < finished["younger"], finished
+    if cpu_base is not None:
+        (group,) = (cpu_base / platform.run).glob("ager-*/")
+        assert (group / "cpu.shares").read_text().strip() == "1024", "idle: back to the default"
 
 
 # -- scaling and cold starts ---------------------------------------------------------------------
