@@ -209,6 +209,36 @@ def test_k8s_platform_versions_come_from_the_cluster(world: FakeCluster) -> None
     assert "minio" in versions
 
 
+def test_k8s_cores_are_the_nodes_not_the_harness_host(
+    world: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = _backend(world)
+    backend.declarations = [
+        d.model_copy(update={"cpu_limit": 0.25, "max_replicas": 1}) for d in load().functions
+    ]
+    asked: list[tuple[str, ...]] = []
+    node = {
+        "metadata": {"name": "big-node"},
+        "spec": {},
+        "status": {
+            "allocatable": {"cpu": "31500m"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+    def kubectl_json(*args: str) -> dict[str, Any]:
+        asked.append(args)
+        return {"items": [node]}
+
+    monkeypatch.setattr(backend, "_kubectl_json", kubectl_json)
+    cores, source = backend.cpu_cores()
+    assert asked == [("get", "nodes")]
+    assert cores == 0.25 * len(backend.declarations) and "CPU limits" in source
+    backend.declarations = list(load().functions)  # unthrottled, as manifests/functions.yaml
+    cores, source = backend.cpu_cores()
+    assert cores == 31.5 and source.endswith("node(s) big-node")
+
+
 def test_k8s_without_a_kubeconfig_says_what_to_do(tmp_path: Path) -> None:
     backend = k8s.K8sBackend(kubeconfig=tmp_path / "absent", workdir=tmp_path / "w")
     with pytest.raises(k8s.K8sError, match="no kubeconfig at"):
