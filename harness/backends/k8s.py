@@ -862,11 +862,13 @@ class K8sBackend:
     @property
     def storage_local(self) -> bool:
         """MinIO from manifests/minio/local (the image built from source, in the local
-        registry) when OpenFaaS is the local one too; else the upstream pin of minio.yaml."""
-        return (
-            self.resolve_openfaas() == "local"
-            and (self.manifests / LOCAL_MINIO_DIR / "kustomization.yaml").is_file()
-        )
+        registry) when OpenFaaS is the local one too, or the one running on a cluster fed by
+        the local registry (applying the upstream pin there replaced the running local MinIO
+        with one whose image cannot be pulled); else the upstream pin of minio.yaml."""
+        mode = self.resolve_openfaas()
+        return (mode == "local" or (mode == "existing" and self.registry_is_local)) and (
+            self.manifests / LOCAL_MINIO_DIR / "kustomization.yaml"
+        ).is_file()
 
     def _apply_storage(self) -> None:
         if not self.storage_local:

@@ -307,7 +307,9 @@ def test_local_storage_is_kustomized_when_openfaas_is_local(
 ) -> None:
     local = world.manifests / k8s.LOCAL_MINIO_DIR
     shutil.copytree(Path(__file__).resolve().parents[2] / "manifests" / k8s.LOCAL_MINIO_DIR, local)
-    assert not _backend(world, openfaas="existing").storage_local
+    assert _backend(world, openfaas="existing").storage_local  # fed by the local registry
+    assert not _backend(world, openfaas="existing", registry="registry.example:5000").storage_local
+    assert not _backend(world, openfaas="chart").storage_local
     backend = _backend(world, openfaas="local")
     assert backend.storage_local
     calls: list[tuple[list[str], str | None]] = []
