@@ -16,6 +16,7 @@ skips into failures with the same reason: for targets whose whole point is what 
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,11 @@ def main() -> int:
         return skip(f"{python} has no pytest: run ./vsearch once")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "RUNFILES", "PYTHON"))}
     env["PYTHONPATH"] = str(root)
+    if os.environ.get("HOME") == os.environ.get("TEST_TMPDIR", "\0"):
+        # Bazel's stand-in HOME (test-setup.sh) would hide the account's caches this suite
+        # runs on outside the sandbox: the cluster's kubeconfig and the platform's built mc
+        # for VSEARCH_BACKEND=k8s, uv's and the models' caches for the embedded one.
+        env["HOME"] = pwd.getpwuid(os.getuid()).pw_dir
     env.update(exported)
     args = [str(python), "-m", "pytest", *argv, "-p", "no:cacheprovider"]
     print("run_pytest:", " ".join(args), f"(in {root})", flush=True)
