@@ -202,7 +202,8 @@ def test_k8s_platform_versions_come_from_the_cluster(world: FakeCluster) -> None
     finally:
         backend.keep_cluster = True
         backend.teardown()
-    assert versions["kubernetes"]["gitVersion"] == fake.FAKE_SERVER_VERSION["gitVersion"]
+    for key in ("gitVersion", "gitCommit", "gitTreeState", "buildDate"):
+        assert versions["kubernetes"][key] == fake.FAKE_SERVER_VERSION[key]
     assert versions["openfaas"]["gateway"] == {"release": "0.27.13-fake", "sha": "beef"}
     assert versions["openfaas"]["provider"]["name"] == "faas-netes-ce (fake)"
     assert versions["openfaas"]["provider"]["release"] == "0.18.13-fake"
