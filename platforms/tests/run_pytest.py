@@ -74,10 +74,12 @@ def main() -> int:
         return skip(f"{python} has no pytest: run ./vsearch once")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "RUNFILES", "PYTHON"))}
     env["PYTHONPATH"] = str(root)
-    if os.environ.get("HOME") == os.environ.get("TEST_TMPDIR", "\0"):
-        # Bazel's stand-in HOME (test-setup.sh) would hide the account's caches this suite
-        # runs on outside the sandbox: the cluster's kubeconfig and the platform's built mc
-        # for VSEARCH_BACKEND=k8s, uv's and the models' caches for the embedded one.
+    home = os.environ.get("HOME", "")
+    if not os.path.isabs(home) or home == os.environ.get("TEST_TMPDIR"):
+        # Bazel runs tests without HOME (test-setup.sh assigns TEST_TMPDIR to it but does not
+        # export it) or with that stand-in: kubectl then wrote its cache to .kube/ in the
+        # source tree, and the stand-in would hide the account's caches this suite runs on
+        # outside the sandbox (the cluster's kubeconfig, the platform's built mc, uv's cache).
         env["HOME"] = pwd.getpwuid(os.getuid()).pw_dir
     env.update(exported)
     args = [str(python), "-m", "pytest", *argv, "-p", "no:cacheprovider"]

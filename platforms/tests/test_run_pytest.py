@@ -47,6 +47,8 @@ def test_the_suite_sees_the_accounts_home_not_bazels_stand_in(tmp_path: Path) ->
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"HOME={pwd.getpwuid(os.getuid()).pw_dir}" in done.stdout
+    unset = run(str(probe), "-s", python=Path(sys.executable), extra={"TEST_TMPDIR": stand_in})
+    assert f"HOME={pwd.getpwuid(os.getuid()).pw_dir}" in unset.stdout, unset.stdout
     # A HOME the caller chose (not Bazel's stand-in) is left as it is.
     kept = run(str(probe), "-s", python=Path(sys.executable), extra={"HOME": stand_in})
     assert f"HOME={stand_in}" in kept.stdout
