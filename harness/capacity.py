@@ -171,7 +171,7 @@ def render_capacity_result(result: CapacityResult) -> str:
     head = ("x cap", "offered", "ok", "p50", "max", "max/base", "answer pace", "verdict")
     lines = [format_table(head, rows, align="rrrrrrrl")]
     lines.append(
-        f"CPU-bound cap: {b.cores} cores / {b.cpu_s:.2f} CPU-s per request = "
+        f"CPU-bound cap: {b.cores:g} cores / {b.cpu_s:.2f} CPU-s per request = "
         f"{result.cpu_bound_cap_per_s:.3f} req/s (baseline: warm request {b.latency_s:.2f}s)"
     )
     if result.sustainable_rate_per_s is None:

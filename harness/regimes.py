@@ -404,7 +404,8 @@ class Baseline(BaseModel):
 
     latency_s: float = Field(gt=0, description="from the scheduled send, one warm request")
     cpu_s: float | None = Field(None, description="its stage invocations' own CPU-seconds")
-    cores: int | None = None
+    cores: float | None = None
+    cores_source: str | None = Field(None, description="how the cores were found")
     n: int = 1
     source: str = "baseline request at the start of the run"
 
@@ -503,7 +504,7 @@ def _goodput_gate(
     capacity, basis = None, ""
     if baseline is not None and baseline.capacity_per_s:
         capacity = baseline.capacity_per_s
-        basis = f"baseline CPU-bound cap {baseline.cores} cores / {baseline.cpu_s:.2f} CPU-s"
+        basis = f"baseline CPU-bound cap {baseline.cores:g} cores / {baseline.cpu_s:.2f} CPU-s"
     elif resources is not None and resources.cpu_bound_limit_per_s:
         capacity = resources.cpu_bound_limit_per_s
         basis = "this regime's CPU-bound cap (replica CPU per request)"

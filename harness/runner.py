@@ -131,9 +131,12 @@ def replica_cpu_by_function(
 
     Live replicas: their cgroup CPU now minus at the start; replicas that ended in between:
     the CPU their stop/death event reported. None when the platform reports no per-replica
-    CPU (the gateway's ``vsearch`` extras are an embedded-platform feature).
+    CPU (the gateway's ``vsearch`` extras are an embedded-platform feature; the k8s backend's
+    extras list pods without CPU, which must not read as 0 CPU-s).
     """
     if not after or not all(isinstance(s.get("vsearch"), Mapping) for s in after):
+        return None
+    if any("cpu_s" not in r for s in [*before, *after] for r in s["vsearch"].get("replicas") or []):
         return None
 
     def replicas(statuses: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], float]:
@@ -198,7 +201,7 @@ class RegimeRun:
         progress: ProgressCallback | None = None,
         on_phase: PhaseCallback | None = None,
         require_truth: bool = True,
-        cores: int | None = None,
+        cores: float | None = None,
         http: Callable[[float], httpx.AsyncClient] = http_client,
         keep_platform: bool = False,
         baseline: Baseline | None = None,
@@ -225,7 +228,9 @@ class RegimeRun:
         self.progress = progress
         self.on_phase = on_phase
         self.require_truth = require_truth
-        self.cores = cores or _cores()
+        #: CPUs the functions can use and how that was found (asked of the backend at setup).
+        self.cores: float | None = cores
+        self.cores_source = "given by the caller" if cores else ""
         self.http = http
         self.keep_platform = keep_platform
         self.video_uri: str | None = None
@@ -254,6 +259,8 @@ class RegimeRun:
         reused_before = getattr(self.backend, "reused_deploys", 0)
         self.backend.deploy(declarations)
         deploy_s = time.monotonic() - began
+        if self.cores is None:
+            self.cores, self.cores_source = platform_cores(self.backend)
         reused = getattr(self.backend, "reused_deploys", 0) > reused_before
         key = f"bench/{regime.name}-{uuid.uuid4().hex[:8]}/{_safe_name(self.media.path.name)}"
         self.video_uri = self.backend.upload(self.media.path, key)
@@ -340,9 +347,11 @@ class RegimeRun:
             ),
             "events_load": event_summary(in_load),
         }
+        assert self.cores is not None, "setup() finds the cores"
         result.resources = resource_use(
             result.records,
             cores=self.cores,
+            cores_source=self.cores_source,
             window_s=window,
             # Warm-up requests ran in the same window and used the same CPU: count them.
             ok=sum(1 for r in result.records if r.ok),
@@ -359,7 +368,7 @@ class RegimeRun:
         return result
 
 
-def baseline_from(result: RegimeResult, cores: int) -> Baseline:
+def baseline_from(result: RegimeResult, cores: float | None) -> Baseline:
     """The warm baseline from its regime's result: the median latency of its measured
     successful requests and their mean stage CPU-seconds."""
     lat = result.summary.latency_ok_s
@@ -380,6 +389,7 @@ def baseline_from(result: RegimeResult, cores: int) -> Baseline:
         latency_s=lat.p50,
         cpu_s=cpu,
         cores=cores,
+        cores_source=result.resources.cores_source if result.resources else None,
         n=lat.n,
         source=f"{result.name}: {lat.n} warm request(s) measured at the start of this run",
     )
@@ -439,6 +449,16 @@ def run_regimes(
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
+
+
+def platform_cores(backend: Backend) -> tuple[float, str]:
+    """The CPUs the backend's functions can use and how that was found: its ``cpu_cores()``
+    (a cluster's nodes, not the harness host), else the CPUs the harness may run on."""
+    ask = getattr(backend, "cpu_cores", None)
+    if callable(ask):
+        cores, source = ask()
+        return float(cores), str(source)
+    return float(_cores()), "CPUs the harness may run on (the backend names none of its own)"
 
 
 def _cores() -> int:

@@ -513,7 +513,8 @@ class ResourceUse(BaseModel):
     silently slowing the run.
     """
 
-    cores: int = Field(description="CPUs the platform may use")
+    cores: float = Field(description="CPUs the platform's functions may use")
+    cores_source: str | None = Field(None, description="how the cores were found")
     window_s: float = Field(description="load window: run start to last answer")
     host_busy_cpu_s: float | None = Field(None, description="whole host, non-idle CPU seconds")
     harness_cpu_s: float | None = Field(
@@ -543,19 +544,34 @@ class ResourceUse(BaseModel):
     load_average_after: list[float] = Field(default_factory=list)
 
 
+def did_no_work(sample: InvocationSample) -> bool:
+    """An attempt refused before the function started: a 429 (every slot busy; OpenFaaS CE has
+    no queue for sync calls, so a fan-out onto one replica meets these in a warm request) or a
+    connection never made. Either is retried and spent no function CPU."""
+    if sample.outcome != "retried":
+        return False
+    return sample.status_code == 429 or sample.error_code == "connect_timeout"
+
+
 def stage_cpu_per_request(
     records: Sequence[RequestRecord], *, exclude: frozenset[str] = frozenset({"orchestrator"})
 ) -> Distribution:
     """Per successful measured request, the summed CPU of its fresh stage invocations.
 
     The orchestrator's own figure is left out: it is its process's CPU over the request, which
-    includes every other request it served meanwhile.
+    includes every other request it served meanwhile. Attempts refused before any work (see
+    :func:`did_no_work`) carry no CPU figure and add none; any other attempt without one makes
+    the request's CPU unknown, so it is left out rather than undercounted.
     """
     per: list[float] = []
     for r in records:
         if r.phase == "warmup" or not r.ok:
             continue
-        cpu = [s.cpu_s for s in r.invocations if not s.reused and s.function not in exclude]
+        cpu = [
+            s.cpu_s
+            for s in r.invocations
+            if not s.reused and s.function not in exclude and not did_no_work(s)
+        ]
         if cpu and all(c is not None for c in cpu):
             per.append(math.fsum(c for c in cpu if c is not None))
     return Distribution.of(per)
@@ -564,8 +580,9 @@ def stage_cpu_per_request(
 def resource_use(
     records: Sequence[RequestRecord],
     *,
-    cores: int,
+    cores: float,
     window_s: float,
+    cores_source: str | None = None,
     ok: int,
     host_busy_cpu_s: float | None = None,
     harness_cpu_s: float | None = None,
@@ -584,6 +601,7 @@ def resource_use(
     used = (replica or 0.0) + (harness_cpu_s or 0.0)
     return ResourceUse(
         cores=cores,
+        cores_source=cores_source,
         window_s=window_s,
         host_busy_cpu_s=host_busy_cpu_s,
         harness_cpu_s=harness_cpu_s,

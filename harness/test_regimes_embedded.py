@@ -23,6 +23,7 @@ warm-steady then reuses: latency ratio thresholds and the overload rate refer to
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,8 +171,14 @@ def test_regime(
     benchmark.extra_info.update(summary_figures(result))
     # $VSEARCH_REGIME_REPORTS keeps the reports (CI artifacts, `./vsearch report DIR...`).
     keep = os.environ.get("VSEARCH_REGIME_REPORTS")
-    files = write_report(Path(keep) / regime.name if keep else tmp_path, [result])
+    files = write_report(
+        Path(keep) / regime.name if keep else tmp_path,
+        [result],
+        platform=run.platform_description,
+    )
     print(f"{regime.name}: report in {files['results'].parent}")
+    # Every figure names the platform it ran on (Kubernetes/OpenFaaS/MinIO or the embedded one).
+    assert json.loads(files["results"].read_text())["versions"], "results.json has no versions"
 
     prep = result.preparation or {}
     assert prep.get("verified"), f"{regime.name}: the replica state was not verified: {prep}"

@@ -28,6 +28,7 @@ from harness.runner import (
     Media,
     PreparationError,
     RegimeRun,
+    baseline_from,
     prepare,
     replica_cpu_by_function,
 )
@@ -208,6 +209,13 @@ def test_replica_cpu_unknown_without_platform_extras() -> None:
     assert replica_cpu_by_function([], [{"name": "search", "availableReplicas": 1}], []) is None
 
 
+def test_replica_cpu_unknown_when_replicas_report_none() -> None:
+    # The k8s backend lists pods without CPU: that is unknown, never 0 CPU-s (which made the
+    # regime's replica CPU per request 0 and its CPU-bound cap vanish).
+    pods = [{"name": "search", "vsearch": {"replicas": [{"name": "search-abc", "ready": True}]}}]
+    assert replica_cpu_by_function(pods, pods, []) is None
+
+
 def test_resource_use_derives_the_cpu_bound_limit() -> None:
     use = resource_use(
         [],
@@ -272,6 +280,30 @@ def test_regime_run_end_to_end(tmp_path: Path) -> None:
     text = render_summary([result])
     assert "CPU-bound ok/s" in text and "warm-steady" in text
     assert run_report([files["results"].parent]) == 0
+
+
+class ClusterLikeBackend(FakeBackend):
+    """Its functions run elsewhere: the cores are its own, not the harness host's."""
+
+    def cpu_cores(self) -> tuple[float, str]:
+        return 5.5, "allocatable CPU of the schedulable ready node(s) a, b"
+
+
+def test_regime_run_takes_the_cores_of_the_platform(tmp_path: Path) -> None:
+    run = RegimeRun(
+        ClusterLikeBackend(),
+        _regime("warm-steady", rate=50.0, count=3, warmup=1),
+        Media(path=tmp_path / "demo.mp4", query="flour", truth=demo_truth()),
+        declarations=_declarations(),
+        http=lambda timeout: httpx.AsyncClient(transport=httpx.MockTransport(_orchestrator)),
+    )
+    result = run.run()
+    res = result.resources
+    assert res is not None and res.cores == 5.5 and "node(s) a, b" in (res.cores_source or "")
+    baseline = baseline_from(result, run.cores or 0)
+    assert baseline.cores == 5.5 and baseline.cores_source == res.cores_source
+    assert baseline.cpu_s and baseline.capacity_per_s == pytest.approx(5.5 / baseline.cpu_s)
+    assert json.loads(result.model_dump_json())["resources"]["cores_source"] == res.cores_source
 
 
 class ReusingBackend(FakeBackend):

@@ -6,13 +6,15 @@ import random
 
 import pytest
 
-from harness.records import FunctionPlatform, RequestRecord
+from harness.records import FunctionPlatform, InvocationSample, RequestRecord
 from harness.stats import (
     Distribution,
+    did_no_work,
     mean_ci,
     percentile,
     percentiles,
     request_cost,
+    stage_cpu_per_request,
     summarize,
 )
 from harness.synthetic import MIB, synthetic_platform, synthetic_records
@@ -177,3 +179,39 @@ def test_summary_of_nothing() -> None:
     lone = RequestRecord(index=0, request_id="a", scheduled_s=0, outcome="not_sent")
     s = summarize([lone], regime="x")
     assert s.success_rate == 0.0 and s.admitted_success_rate is None
+
+
+def _request(*invocations: InvocationSample) -> RequestRecord:
+    return RequestRecord(
+        index=0, request_id="r", scheduled_s=0.0, outcome="ok", invocations=list(invocations)
+    )
+
+
+def _call(function: str, cpu: float | None, **kw: object) -> InvocationSample:
+    return InvocationSample.model_validate({"function": function, "cpu_s": cpu, **kw})
+
+
+def test_stage_cpu_skips_attempts_refused_before_any_work() -> None:
+    # On OpenFaaS CE a fan-out onto one replica meets 429s in a warm request: before this, any
+    # such attempt (no metrics, so no CPU) left the request's CPU and the baseline's unknown.
+    refused = _call("cut-clips", None, outcome="retried", status_code=429)
+    never_connected = _call("search", None, outcome="retried", error_code="connect_timeout")
+    r = _request(
+        _call("orchestrator", 9.0),
+        _call("cut-clips", 1.5),
+        refused,
+        _call("search", 0.25),
+        never_connected,
+    )
+    assert did_no_work(refused) and did_no_work(never_connected)
+    assert stage_cpu_per_request([r]).mean == pytest.approx(1.75)
+
+
+def test_stage_cpu_unknown_when_an_attempt_that_worked_has_no_figure() -> None:
+    # A 502 or a dropped connection may follow work: its CPU is unknown, not zero.
+    for failed in (
+        _call("cut-clips", None, outcome="retried", status_code=502),
+        _call("cut-clips", None, outcome="retried", error_code="connection_error"),
+    ):
+        assert not did_no_work(failed)
+        assert stage_cpu_per_request([_request(_call("search", 0.25), failed)]).n == 0

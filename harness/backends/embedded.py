@@ -142,6 +142,9 @@ class EmbeddedBackend:
 
     # -- measurement -----------------------------------------------------------------------------
 
+    def cpu_cores(self) -> tuple[float, str]:
+        return float(available_cpus()), "CPUs the harness may run on: the replicas run on this host"
+
     def function_status(self) -> list[dict[str, Any]]:
         return self.platform.client.functions()
 

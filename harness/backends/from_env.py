@@ -4,8 +4,10 @@
 ``VSEARCH_BACKEND``: ``embedded`` (default) or ``k8s``. For k8s: ``VSEARCH_KUBECONFIG`` (default
 ~/.cache/vsearch-cluster/kubeconfig, the local platform's), ``VSEARCH_KUBE_CONTEXT``,
 ``VSEARCH_OPENFAAS`` (auto|chart|local|existing), ``VSEARCH_REGISTRY``, ``VSEARCH_IMAGE_TAG``,
-``VSEARCH_IMAGE_DIR``, ``VSEARCH_K8S_WORKDIR`` (where `./vsearch up --backend k8s` left its
-state: with it, no image tag is needed).
+``VSEARCH_IMAGE_DIGESTS`` (the JSON `./vsearch images push` wrote: the tag's images are then
+checked in the registry, no Docker engine needed), ``VSEARCH_IMAGE_DIR``,
+``VSEARCH_K8S_WORKDIR`` (where `./vsearch up --backend k8s` left its state: with it, no image
+tag is needed).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def k8s_options(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             options[key] = env[name]
     if env.get("VSEARCH_IMAGE_DIR"):
         options["image_dir"] = Path(env["VSEARCH_IMAGE_DIR"])
+    if env.get("VSEARCH_IMAGE_DIGESTS"):
+        options["image_digests"] = Path(env["VSEARCH_IMAGE_DIGESTS"])
     return options
 
 

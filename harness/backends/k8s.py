@@ -56,6 +56,7 @@ from base.storage import ObjectStore
 from harness.backends import kind_manifests as km
 from harness.backends.cluster.images import commit_tag, push_layouts
 from harness.backends.cluster.logs import collect_logs
+from harness.backends.cluster.nodes import function_cores
 from harness.backends.cluster.openfaas_api import OpenFaaSAPI, parse_gateway_metrics
 from harness.backends.cluster.pods import (
     CGROUP_PROBE,
@@ -861,11 +862,13 @@ class K8sBackend:
     @property
     def storage_local(self) -> bool:
         """MinIO from manifests/minio/local (the image built from source, in the local
-        registry) when OpenFaaS is the local one too; else the upstream pin of minio.yaml."""
-        return (
-            self.resolve_openfaas() == "local"
-            and (self.manifests / LOCAL_MINIO_DIR / "kustomization.yaml").is_file()
-        )
+        registry) when OpenFaaS is the local one too, or the one running on a cluster fed by
+        the local registry (applying the upstream pin there replaced the running local MinIO
+        with one whose image cannot be pulled); else the upstream pin of minio.yaml."""
+        mode = self.resolve_openfaas()
+        return (mode == "local" or (mode == "existing" and self.registry_is_local)) and (
+            self.manifests / LOCAL_MINIO_DIR / "kustomization.yaml"
+        ).is_file()
 
     def _apply_storage(self) -> None:
         if not self.storage_local:
@@ -1320,6 +1323,10 @@ class K8sBackend:
             )
             if int(events.get("oom_kill", "0") or 0) > 0:
                 rec.oom_kills.add(f"cgroup:{rec.uid}:{events['oom_kill']}")
+
+    def cpu_cores(self) -> tuple[float, str]:
+        """What the functions can use (:func:`function_cores`), not the harness host's CPUs."""
+        return function_cores(self._kubectl_json("get", "nodes"), self.declarations)
 
     def function_status(self) -> list[dict[str, Any]]:
         """``/system/functions`` with ``vsearch`` extras measured from the cluster. Counters are

@@ -33,6 +33,7 @@ put on a command line or logged.
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 from collections.abc import Mapping
@@ -88,17 +89,13 @@ class KindBackend(K8sBackend):
         registry: str = km.DEFAULT_REGISTRY,
         image_tag: str | None = None,
         *,
-        image_digests: Mapping[str, str] | Path | None = None,
-        image_dir: Path | None = None,
-        keep_cluster: bool = False,
         workdir: Path = DEFAULT_WORKDIR,
-        cluster_registry: str | None = None,
         manifests_dir: Path = MANIFESTS,
         openfaas: str = "chart",
-        ready_timeout_s: float = 600.0,
-        helm_timeout: str = "15m",
-        env: Mapping[str, str] | None = None,
+        **options: Any,
     ) -> None:
+        """``options``: K8sBackend's keyword options, passed on as they are; the kubeconfig and
+        context are the kind cluster's."""
         self.cluster_name = cluster_name
         self.created_cluster = False
         self.started_registry = False
@@ -110,16 +107,10 @@ class KindBackend(K8sBackend):
             context=f"kind-{cluster_name}",
             registry=registry,
             image_tag=image_tag,
-            image_digests=image_digests,
-            image_dir=image_dir,
-            keep_cluster=keep_cluster,
             workdir=workdir,
-            cluster_registry=cluster_registry,
             manifests_dir=manifests_dir,
             openfaas=openfaas,
-            ready_timeout_s=ready_timeout_s,
-            helm_timeout=helm_timeout,
-            env=env,
+            **options,
         )
 
     # -- state -----------------------------------------------------------------------------------
@@ -298,3 +289,17 @@ class KindBackend(K8sBackend):
         hosting["data"]["localRegistryHosting.v1"] = yaml.safe_dump(spec, sort_keys=False)
         self.runner.run([*self.kubectl, "apply", "-f", "-"], input=json.dumps(hosting))
         self._save_state()
+
+
+def _signature() -> inspect.Signature:
+    """KindBackend's own parameters plus K8sBackend's keyword options it passes on, so that
+    callers that pick options by signature (backends.factory) and help() see them all."""
+    own = inspect.signature(KindBackend.__init__)
+    params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    names = {p.name for p in params}
+    base = inspect.signature(K8sBackend.__init__).parameters.values()
+    params += [p for p in base if p.kind is p.KEYWORD_ONLY and p.name not in names]
+    return own.replace(parameters=params)
+
+
+KindBackend.__init__.__signature__ = _signature()  # type: ignore[attr-defined]

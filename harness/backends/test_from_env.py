@@ -20,6 +20,7 @@ def test_default_is_embedded_and_k8s_options_come_from_env(tmp_path: Path) -> No
         "VSEARCH_KUBE_CONTEXT": "c1",
         "VSEARCH_OPENFAAS": "local",
         "VSEARCH_IMAGE_TAG": "abc1234",
+        "VSEARCH_IMAGE_DIGESTS": str(tmp_path / "abc1234.json"),
         "VSEARCH_K8S_WORKDIR": str(tmp_path / "w"),
     }
     options = from_env.k8s_options(env)
@@ -29,6 +30,7 @@ def test_default_is_embedded_and_k8s_options_come_from_env(tmp_path: Path) -> No
         "context": "c1",
         "openfaas": "local",
         "image_tag": "abc1234",
+        "image_digests": tmp_path / "abc1234.json",
     }
 
 

@@ -202,11 +202,42 @@ def test_k8s_platform_versions_come_from_the_cluster(world: FakeCluster) -> None
     finally:
         backend.keep_cluster = True
         backend.teardown()
-    assert versions["kubernetes"]["gitVersion"] == fake.FAKE_SERVER_VERSION["gitVersion"]
+    for key in ("gitVersion", "gitCommit", "gitTreeState", "buildDate"):
+        assert versions["kubernetes"][key] == fake.FAKE_SERVER_VERSION[key]
     assert versions["openfaas"]["gateway"] == {"release": "0.27.13-fake", "sha": "beef"}
     assert versions["openfaas"]["provider"]["name"] == "faas-netes-ce (fake)"
     assert versions["openfaas"]["provider"]["release"] == "0.18.13-fake"
     assert "minio" in versions
+
+
+def test_k8s_cores_are_the_nodes_not_the_harness_host(
+    world: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = _backend(world)
+    backend.declarations = [
+        d.model_copy(update={"cpu_limit": 0.25, "max_replicas": 1}) for d in load().functions
+    ]
+    asked: list[tuple[str, ...]] = []
+    node = {
+        "metadata": {"name": "big-node"},
+        "spec": {},
+        "status": {
+            "allocatable": {"cpu": "31500m"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+    def kubectl_json(*args: str) -> dict[str, Any]:
+        asked.append(args)
+        return {"items": [node]}
+
+    monkeypatch.setattr(backend, "_kubectl_json", kubectl_json)
+    cores, source = backend.cpu_cores()
+    assert asked == [("get", "nodes")]
+    assert cores == 0.25 * len(backend.declarations) and "CPU limits" in source
+    backend.declarations = list(load().functions)  # unthrottled, as manifests/functions.yaml
+    cores, source = backend.cpu_cores()
+    assert cores == 31.5 and source.endswith("node(s) big-node")
 
 
 def test_k8s_without_a_kubeconfig_says_what_to_do(tmp_path: Path) -> None:
@@ -277,7 +308,9 @@ def test_local_storage_is_kustomized_when_openfaas_is_local(
 ) -> None:
     local = world.manifests / k8s.LOCAL_MINIO_DIR
     shutil.copytree(Path(__file__).resolve().parents[2] / "manifests" / k8s.LOCAL_MINIO_DIR, local)
-    assert not _backend(world, openfaas="existing").storage_local
+    assert _backend(world, openfaas="existing").storage_local  # fed by the local registry
+    assert not _backend(world, openfaas="existing", registry="registry.example:5000").storage_local
+    assert not _backend(world, openfaas="chart").storage_local
     backend = _backend(world, openfaas="local")
     assert backend.storage_local
     calls: list[tuple[list[str], str | None]] = []

@@ -26,6 +26,7 @@ import yaml
 from harness.backends import kind as kb
 from harness.backends import kind_manifests as km
 from harness.backends.cluster import openfaas_api, pods
+from harness.backends.factory import create_backend
 from harness.backends.testing import fake_cluster_tools as fake
 from harness.functions import load
 from harness.records import FunctionPlatform, platform_from_statuses
@@ -591,3 +592,28 @@ def test_kind_missing_tools_and_tag_are_reported(
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(kb.KindError, match=r"missing tools: kind v0\.33\.0, kubectl"):
         cluster.backend().deploy(load().functions)
+
+
+def test_kind_passes_on_every_k8s_option(tmp_path: Path) -> None:
+    backend = kb.KindBackend(
+        "other",
+        workdir=tmp_path,
+        keep_cluster=True,
+        cluster_registry="10.9.8.7:5000",
+        ready_timeout_s=12.5,
+        helm_timeout="3m",
+        image_digests={"search": "sha256:" + "a" * 64},
+        env={"VSEARCH_X": "1"},
+    )
+    assert backend.keep_cluster and backend.cluster_registry == "10.9.8.7:5000"
+    assert backend.ready_timeout_s == 12.5 and backend.helm_timeout == "3m"
+    assert backend.expected_digests == {"search": "sha256:" + "a" * 64}
+    assert backend.openfaas_mode == "chart" and backend.given_context == "kind-other"
+    assert backend.kubeconfig == tmp_path / "kubeconfig"
+    with pytest.raises(TypeError, match="no_such_option"):
+        kb.KindBackend(workdir=tmp_path, no_such_option=1)
+    # The CLI passes its whole option set; the factory keeps what the signature names.
+    made = create_backend(
+        "kind", workdir=tmp_path, state_dir=tmp_path / "embedded", ready_timeout_s=3.0
+    )
+    assert isinstance(made, kb.KindBackend) and made.ready_timeout_s == 3.0

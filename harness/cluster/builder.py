@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -49,7 +50,8 @@ class Component(BaseModel):
     package: str  # the main package, as named by the wrapper's tool directive
     # -X flags, formatted with {version} (the module version) and, from a pseudo-version, the
     # commit's UTC {time} (RFC 3339), {tag} (MinIO's 2006-01-02T15-04-05Z), {year} and {commit}
-    # (its 12-hex-digit prefix).
+    # (its 12-hex-digit prefix); {git_commit} and {source_date} come from the module's own
+    # metadata (see :func:`module_origin`).
     x_flags: tuple[str, ...] = ()
     note: str = ""
     wrapper: str = ""  # the wrapper directory's name when it differs from ``name``
@@ -75,17 +77,21 @@ KUBERNETES_COMMANDS = (
     "kube-proxy",
     "kubectl",
 )
-# What hack/lib/version.sh stamps; without it the binaries report v0.0.0-master.
+# What hack/lib/version.sh stamps; without it the binaries report v0.0.0-master, gitCommit
+# "$Format:%H$" (a git-archive placeholder a module zip never fills) and buildDate 1970.
 K8S_VERSION_FLAGS = tuple(
     f"{pkg}.{var}"
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
     for var in (
         "gitVersion={version}",
+        "gitCommit={git_commit}",
         "gitTreeState=clean",
+        "buildDate={source_date}",
         "gitMajor={major}",
         "gitMinor={minor}",
     )
 )
+ORIGIN_FIELDS = ("{git_commit}", "{source_date}")
 
 COMPONENTS: dict[str, Component] = {
     c.name: c
@@ -297,7 +303,53 @@ def pinned_version(component: Component) -> str:
     return match.group(1)
 
 
-def ldflags(component: Component, version: str) -> str:
+def needs_origin(component: Component) -> bool:
+    return any(field in flag for flag in component.x_flags for field in ORIGIN_FIELDS)
+
+
+def module_origin(
+    component: Component, version: str, go: str, cache: Path | None = None
+) -> dict[str, str]:
+    """``git_commit`` and ``source_date`` of the pinned module, from ``go mod download -json``.
+
+    The commit is the proxy's ``Origin.Hash`` when it reports one. The proxy here reports none
+    for k8s.io/kubernetes (its .info is only Version and Time, and github.com does not resolve),
+    so the fallback is the go.sum hash of the module zip that was built: not a git commit, but
+    it names exactly that source. The date is the version's time from the proxy (the tag's
+    commit), so a rebuild stamps the same date, as hack/lib/version.sh does with
+    SOURCE_DATE_EPOCH.
+    """
+    proc = subprocess.run(
+        [go, "mod", "download", "-json", f"{component.module}@{version}"],
+        cwd=component.wrapper_dir,
+        env=go_env(cache or cache_root()),
+        capture_output=True,
+        text=True,
+    )
+    try:
+        meta = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        meta = {}
+    if proc.returncode != 0 or meta.get("Error") or not meta.get("Sum"):
+        detail = meta.get("Error") or proc.stderr.strip()[-500:]
+        raise PlatformBuildError(f"go mod download {component.module}@{version}: {detail}")
+    info = json.loads(Path(meta["Info"]).read_text()) if meta.get("Info") else {}
+    origin = meta.get("Origin") or info.get("Origin") or {}
+    when = info.get("Time") or meta.get("Time")
+    if not when:
+        raise PlatformBuildError(f"{component.module}@{version}: the proxy gave no time")
+    stamp = datetime.fromisoformat(when).astimezone(UTC)
+    return {
+        "git_commit": str(origin.get("Hash") or meta["Sum"]),
+        "source_date": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def ldflags(component: Component, version: str, origin: dict[str, str] | None = None) -> str:
+    """-s -w and the component's -X flags; ``origin`` (:func:`module_origin`) is needed by
+    the components whose flags use it."""
+    if needs_origin(component) and origin is None:
+        raise ValueError(f"{component.name}: its -X flags need the module's origin")
     flags = ["-s", "-w"]
     pseudo = PSEUDO.match(version)
     local = re.match(r"^v0\.0\.0-src\.([0-9a-f]{12})$", version)
@@ -319,6 +371,7 @@ def ldflags(component: Component, version: str) -> str:
         }
     if local:
         fields["commit"] = local.group(1)
+    fields.update(origin or {})
     flags += [f"-X {flag.format(**fields)}" for flag in component.x_flags]
     return " ".join(flags)
 
@@ -388,7 +441,8 @@ def build(
     go_sum = component.wrapper_dir / "go.sum"
     if not go_sum.is_file():
         raise PlatformBuildError(f"{go_sum} is missing: the pinned modules would go unchecked")
-    flags = ldflags(component, version)
+    origin = module_origin(component, version, go, cache) if needs_origin(component) else None
+    flags = ldflags(component, version, origin)
     wanted = {
         "module": component.module,
         "version": version,

@@ -46,10 +46,53 @@ def test_ldflags_carry_the_commit_of_a_pseudo_version() -> None:
 
 
 def test_kubernetes_binaries_are_stamped_with_the_pinned_release() -> None:
-    flags = builder.ldflags(COMPONENTS["kubectl"], "v1.34.4")
+    origin = {"git_commit": "0123abcd" * 5, "source_date": "2026-02-10T12:53:36Z"}
+    flags = builder.ldflags(COMPONENTS["kubectl"], "v1.34.4", origin)
     assert "-X k8s.io/component-base/version.gitVersion=v1.34.4" in flags
     assert "-X k8s.io/component-base/version.gitMinor=34" in flags
     assert "-X k8s.io/client-go/pkg/version.gitMajor=1" in flags
+    assert f"-X k8s.io/component-base/version.gitCommit={'0123abcd' * 5}" in flags
+    assert "-X k8s.io/client-go/pkg/version.buildDate=2026-02-10T12:53:36Z" in flags
+    assert "$Format" not in flags and "{" not in flags
+    with pytest.raises(ValueError, match="origin"):
+        builder.ldflags(COMPONENTS["kube-apiserver"], "v1.34.4")
+
+
+def _fake_go(tmp_path: Path, info: str, origin: str = "") -> str:
+    """A `go` that answers `mod download -json` as the proxy's metadata would."""
+    (tmp_path / "v.info").write_text(info)
+    go = tmp_path / "go"
+    go.write_text(
+        "#!/bin/sh\n"
+        f'[ "$1 $2 $3" = "mod download -json" ] || exit 2\n'
+        "cat <<EOF\n"
+        f'{{"Path": "k8s.io/kubernetes", "Version": "v1.34.4", "Info": "{tmp_path}/v.info",'
+        f' "Sum": "h1:Yy6R4QB8C9kJPp25GFqEvX5XQwY5qzKeqD0Xx6oAcmk="{origin}}}\n'
+        "EOF\n"
+    )
+    go.chmod(0o755)
+    return str(go)
+
+
+def test_module_origin_takes_the_proxy_commit_and_the_version_time(tmp_path: Path) -> None:
+    go = _fake_go(
+        tmp_path,
+        '{"Version": "v1.34.4", "Time": "2026-02-10T13:53:36+01:00"}',
+        ', "Origin": {"VCS": "git", "Hash": "' + "ab" * 20 + '"}',
+    )
+    got = builder.module_origin(COMPONENTS["kubelet"], "v1.34.4", go, tmp_path)
+    assert got == {"git_commit": "ab" * 20, "source_date": "2026-02-10T12:53:36Z"}
+
+
+def test_module_origin_without_a_commit_names_the_zip_it_built(tmp_path: Path) -> None:
+    # What this machine's proxy serves for k8s.io/kubernetes v1.34.4: no Origin at all.
+    go = _fake_go(tmp_path, '{"Version":"v1.34.4","Time":"2026-02-10T12:53:36Z"}')
+    got = builder.module_origin(COMPONENTS["kubelet"], "v1.34.4", go, tmp_path)
+    assert got["git_commit"] == "h1:Yy6R4QB8C9kJPp25GFqEvX5XQwY5qzKeqD0Xx6oAcmk="
+    assert got["source_date"] == "2026-02-10T12:53:36Z"
+    (tmp_path / "go").write_text("#!/bin/sh\necho 'not found' >&2\nexit 1\n")
+    with pytest.raises(PlatformBuildError, match="not found"):
+        builder.module_origin(COMPONENTS["kubelet"], "v1.34.4", str(tmp_path / "go"), tmp_path)
 
 
 def _wrapper(tmp_path: Path, message: str = "hello") -> Component:

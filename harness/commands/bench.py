@@ -386,7 +386,7 @@ def run_bench(
                 display.note(
                     f"baseline: warm request {baseline.latency_s:.2f}s, "
                     f"{baseline.cpu_s or 0:.2f} CPU-s -> CPU-bound cap "
-                    f"{baseline.capacity_per_s or 0:.3f}/s on {baseline.cores} cores"
+                    f"{baseline.capacity_per_s or 0:.3f}/s on {baseline.cores:g} cores"
                 )
             save(plots=False)  # partial results survive a later crash
     if not results:
@@ -673,7 +673,7 @@ def run_capacity(
                 raise PreparationError("the baseline reported no CPU-seconds: no cap to step")
             display.note(
                 f"baseline {baseline.latency_s:.2f}s, {baseline.cpu_s:.2f} CPU-s/request -> "
-                f"CPU-bound cap {cap:.3f}/s on {baseline.cores} cores"
+                f"CPU-bound cap {cap:.3f}/s on {baseline.cores:g} cores"
             )
             while (x := next_rate(steps, config)) is not None:
                 rate = x * cap

@@ -16,6 +16,7 @@ skips into failures with the same reason: for targets whose whole point is what 
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,13 @@ def main() -> int:
         return skip(f"{python} has no pytest: run ./vsearch once")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "RUNFILES", "PYTHON"))}
     env["PYTHONPATH"] = str(root)
+    home = os.environ.get("HOME", "")
+    if not os.path.isabs(home) or home == os.environ.get("TEST_TMPDIR"):
+        # Bazel runs tests without HOME (test-setup.sh assigns TEST_TMPDIR to it but does not
+        # export it) or with that stand-in: kubectl then wrote its cache to .kube/ in the
+        # source tree, and the stand-in would hide the account's caches this suite runs on
+        # outside the sandbox (the cluster's kubeconfig, the platform's built mc, uv's cache).
+        env["HOME"] = pwd.getpwuid(os.getuid()).pw_dir
     env.update(exported)
     args = [str(python), "-m", "pytest", *argv, "-p", "no:cacheprovider"]
     print("run_pytest:", " ".join(args), f"(in {root})", flush=True)

@@ -21,11 +21,9 @@ def platform_versions(backend: Any) -> dict[str, Any]:
     try:
         raw = backend.runner.run([*backend.kubectl, "get", "--raw", "/version"], timeout=30)
         version = json.loads(raw.stdout)
-        out["kubernetes"] = {
-            "gitVersion": version.get("gitVersion"),
-            "gitCommit": version.get("gitCommit"),
-            "platform": version.get("platform"),
-        }
+        # What the binaries were stamped with (harness/cluster/builder.py for the local one).
+        keys = ("gitVersion", "gitCommit", "gitTreeState", "buildDate", "goVersion", "platform")
+        out["kubernetes"] = {key: version.get(key) for key in keys}
     except (ClusterError, ValueError) as exc:
         out["kubernetes"] = {"error": str(exc)[-300:]}
     try:

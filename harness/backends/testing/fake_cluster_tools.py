@@ -45,6 +45,8 @@ FAKE_SERVER_VERSION = {
     "minor": "34",
     "gitVersion": "v1.34.4",
     "gitCommit": "fake0000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2026-02-10T12:53:36Z",
     "platform": "linux/amd64",
 }
 

@@ -30,6 +30,20 @@ PROCESSES = (
     "kube-proxy",
 )
 COMPONENT_OF = {"registry": "registry", "containerd": "containerd"}
+# Every program `up` needs built (the processes, their tools and plug-ins, the images' programs).
+PROGRAMS = (
+    *PROCESSES,
+    "ctr",
+    "kubectl",
+    "containerd-shim-runc-v2",
+    "runc",
+    "bridge",
+    "loopback",
+    "host-local",
+    "portmap",
+    "pause",
+    "coredns",
+)
 
 
 class ComponentStatus(BaseModel):
@@ -70,19 +84,7 @@ def up(c: cfg.ClusterConfig | None = None) -> UpResult:
     c.state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(c.state_dir, 0o700)
     t = time.monotonic()
-    for name in (
-        *PROCESSES,
-        "ctr",
-        "kubectl",
-        "containerd-shim-runc-v2",
-        "runc",
-        "bridge",
-        "loopback",
-        "host-local",
-        "portmap",
-        "pause",
-        "coredns",
-    ):
+    for name in PROGRAMS:
         control_plane.binary(name)  # built now when missing (cold builds take minutes)
     _timed(steps, "binaries", t)
     t = time.monotonic()

@@ -25,20 +25,8 @@ from harness.cluster.local import config as cfg
 
 pytestmark = pytest.mark.slow
 
-NEEDED = (
-    *cluster.PROCESSES,
-    "kubectl",
-    "ctr",
-    "containerd-shim-runc-v2",
-    "runc",
-    "bridge",
-    "loopback",
-    "host-local",
-    "portmap",
-    "pause",
-    "coredns",
-    "netcheck",
-)
+# netcheck: the test's own pod image, which `up` does not need.
+NEEDED = (*cluster.PROGRAMS, "netcheck")
 
 
 def _skip_reason() -> str | None:
