@@ -264,3 +264,17 @@ def test_nats_and_queue_worker_run_non_root_read_only() -> None:
         assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     volumes = {v["name"]: v for v in _pod("queue-worker")["volumes"]}
     assert volumes["auth"] == {"name": "auth", "secret": {"secretName": "basic-auth"}}
+
+
+def test_nats_gives_up_on_a_gone_queue_worker_within_half_a_minute() -> None:
+    # A stopped queue-worker never closes its session (it handles only SIGINT); what it was
+    # handed waits until the server's heartbeats give up on it, ~5 min with the defaults.
+    (nats,) = _pod("nats")["containers"]
+    args = nats["args"]
+
+    def arg(name: str) -> str:
+        return str(args[args.index(name) + 1])
+
+    interval = km.parse_go_duration(arg("--hb_interval"))
+    timeout = km.parse_go_duration(arg("--hb_timeout"))
+    assert int(arg("--hb_fail_count")) * (interval + timeout) <= 30
