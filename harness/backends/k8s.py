@@ -127,6 +127,15 @@ def _token(n: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(n))
 
 
+def _holds_deployment(path: Path, name: str) -> bool:
+    return any(
+        isinstance(doc, dict)
+        and doc.get("kind") == "Deployment"
+        and (doc.get("metadata") or {}).get("name") == name
+        for doc in yaml.safe_load_all(path.read_text())
+    )
+
+
 def gateway_auth(secret: Mapping[str, str]) -> BasicAuth:
     """The credentials the gateway holds from its basic-auth Secret: it reads the files with
     strings.TrimSpace (faas-provider auth/credentials.go), so a Secret made with
@@ -841,8 +850,21 @@ class K8sBackend:
         if self.openfaas_installed is None and not self._gateway_running():
             self.openfaas_installed = "local"
             self._save_state()
-        for path in files:
+        # The gateway and the queue-worker connect to NATS once at start and exit when it does
+        # not answer (handler.CreateNATSQueue and the worker's main have no first-connect retry),
+        # so NATS is applied and ready before them; the others would crash-loop until it is.
+        nats = [p for p in files if _holds_deployment(p, "nats")]
+        for path in nats:
             self._apply_file(path)
+        if nats:
+            self.runner.run(
+                [*self.kubectl, "rollout", "status", "deployment/nats", "--namespace",
+                 str(self.chart["namespace"]), "--timeout", "120s"],
+                timeout=180,
+            )  # fmt: skip
+        for path in files:
+            if path not in nats:
+                self._apply_file(path)
         self.runner.run(
             [*self.kubectl, "rollout", "status", "deployment/gateway", "--namespace",
              str(self.chart["namespace"]), "--timeout", "300s"],

@@ -325,3 +325,35 @@ def test_local_storage_is_kustomized_when_openfaas_is_local(
     (render, _), (apply, rendered) = [c for c in calls if "kustomize" in c[0] or "apply" in c[0]]
     assert render[-4:] == ["kustomize", "--load-restrictor", "LoadRestrictionsNone", str(local)]
     assert apply[-3:] == ["apply", "-f", "-"] and rendered == "kind: Rendered\n"
+
+
+def test_local_openfaas_starts_nats_before_the_gateway_and_the_queue_worker(
+    world: FakeCluster,
+) -> None:
+    # The repository's files (the world copies manifests/): the gateway and the queue-worker
+    # exit when NATS does not answer at their start.
+    local = world.manifests / "openfaas" / "local"
+    assert (local / "nats.yaml").is_file() and (local / "queue-worker.yaml").is_file()
+    backend = _backend(world, openfaas="local")
+    backend._install_local()
+    assert world.errors() == []
+    steps = [
+        a[a.index("-f") + 1] if "apply" in a else a[a.index("status") + 1]
+        for a in world.argvs("kubectl")
+        if "apply" in a or "rollout" in a
+    ]
+    ready = steps.index("deployment/nats")
+    assert steps.index(str(local / "nats.yaml")) < ready
+    assert ready < steps.index(str(local / "gateway.yaml"))
+    assert ready < steps.index(str(local / "queue-worker.yaml"))
+    assert steps.index(str(local / "rbac.yaml")) < steps.index(str(local / "gateway.yaml"))
+    assert steps[-1] == "deployment/gateway"
+
+
+def test_local_openfaas_without_nats_waits_only_for_the_gateway(world: FakeCluster) -> None:
+    for name in ("nats.yaml", "queue-worker.yaml"):
+        (world.manifests / "openfaas" / "local" / name).unlink(missing_ok=True)
+    backend = _backend(world, openfaas="local")
+    backend._install_local()
+    rollouts = [a[a.index("status") + 1] for a in world.argvs("kubectl") if "rollout" in a]
+    assert rollouts == ["deployment/gateway"]

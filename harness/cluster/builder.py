@@ -151,6 +151,26 @@ COMPONENTS: dict[str, Component] = {
             "npm output), so /graph etc. say so; the API, /metrics and scraping are all there",
         ),
         Component(
+            name="queue-worker",
+            wrapper="nats-queue-worker",
+            module="github.com/openfaas/nats-queue-worker",
+            package="github.com/openfaas/nats-queue-worker",
+            # Its Dockerfile stamps these two (GIT_COMMIT, VERSION build args).
+            x_flags=(
+                "github.com/openfaas/nats-queue-worker/version.GitCommit={commit}",
+                "github.com/openfaas/nats-queue-worker/version.Version={version}",
+            ),
+            note="OpenFaaS CE's async queue-worker (NATS Streaming) at a pseudo-version: the "
+            "repository's HEAD of 2025-04-15 (0.14.2 era, no module tags)",
+        ),
+        Component(
+            name="nats-streaming-server",
+            module="github.com/nats-io/nats-streaming-server",
+            package="github.com/nats-io/nats-streaming-server",
+            note="the CE chart's nats (nats-streaming:0.25.6); its version is a constant of "
+            "the module, no -X needed",
+        ),
+        Component(
             name="faas-provider",
             module="vsearch.local/platform/faas-provider",
             package="vsearch.local/platform/faas-provider",

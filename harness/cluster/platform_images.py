@@ -79,6 +79,19 @@ IMAGES: dict[str, PlatformImage] = {
             ports=("8080/tcp",),
         ),
         PlatformImage(
+            name="nats-streaming-server",
+            component="nats-streaming-server",
+            # Where upstream's nats-streaming image has it: the chart's nats-dep.yaml runs
+            # command ["/nats-streaming-server"].
+            path="/nats-streaming-server",
+            ports=("4222/tcp", "8222/tcp"),
+        ),
+        PlatformImage(
+            name="queue-worker",
+            component="queue-worker",
+            path="/worker",  # as the queue-worker's own Dockerfile names it (CMD ["/worker"])
+        ),
+        PlatformImage(
             name="prometheus",
             component="prometheus",
             path="/usr/bin/prometheus",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -212,3 +213,18 @@ def test_our_node_programs_are_versioned_by_their_sources(name: str, tmp_path: P
     shutil.copytree(component.wrapper_dir, copy)
     (copy / "main.go").write_text((copy / "main.go").read_text() + "\n")
     assert builder.source_digest(copy) != builder.source_digest(component.wrapper_dir)
+
+
+def test_queue_worker_is_stamped_and_matches_the_gateways_queue_client() -> None:
+    worker = COMPONENTS["queue-worker"]
+    version = builder.pinned_version(worker)
+    flags = builder.ldflags(worker, version)
+    assert f"-X github.com/openfaas/nats-queue-worker/version.Version={version}" in flags
+    assert f"-X github.com/openfaas/nats-queue-worker/version.GitCommit={version[-12:]}" in flags
+    # The gateway publishes with the handler package of the same module: one pin for both
+    # ends of the queue, and the same NATS Streaming client.
+    gateway_mod = (COMPONENTS["openfaas-gateway"].wrapper_dir / "go.mod").read_text()
+    worker_mod = (worker.wrapper_dir / "go.mod").read_text()
+    assert f"{worker.module} {version} " in gateway_mod
+    stan = re.compile(r"github.com/nats-io/stan.go (\S+)")
+    assert stan.findall(gateway_mod) == stan.findall(worker_mod) != []

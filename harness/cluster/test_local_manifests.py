@@ -16,7 +16,7 @@ import yaml
 
 from harness.backends import kind_manifests as km
 from harness.cluster import builder
-from harness.cluster.platform_images import REGISTRY, tag_for
+from harness.cluster.platform_images import IMAGES, REGISTRY, tag_for
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "manifests" / "openfaas" / "local"
@@ -198,3 +198,83 @@ def test_prometheus_runs_non_root_on_its_config_and_an_empty_dir() -> None:
         pod["serviceAccountName"]
         == _find("ServiceAccount", "openfaas-prometheus")["metadata"]["name"]
     )
+
+
+def _pod(name: str) -> dict[str, Any]:
+    return _find("Deployment", name)["spec"]["template"]["spec"]
+
+
+def _service_host(name: str) -> str:
+    service = _find("Service", name)
+    return f"{name}.{service['metadata']['namespace']}.svc.cluster.local"
+
+
+def test_nats_and_queue_worker_run_the_pinned_builds() -> None:
+    (nats,) = _pod("nats")["containers"]
+    (worker,) = _pod("queue-worker")["containers"]
+    assert nats["image"] == _image("nats-streaming-server")
+    assert worker["image"] == _image("queue-worker")
+    # The chart's command: where the image has the binary.
+    assert nats["command"] == [IMAGES["nats-streaming-server"].path]
+
+
+def test_gateway_and_queue_worker_meet_at_the_nats_service() -> None:
+    gateway = _env(_containers()["gateway"])
+    worker = _env(_pod("queue-worker")["containers"][0])
+    (nats,) = _pod("nats")["containers"]
+    (port,) = _find("Service", "nats")["spec"]["ports"]
+    assert (
+        _find("Service", "nats")["spec"]["selector"]
+        == (_find("Deployment", "nats")["spec"]["selector"]["matchLabels"])
+    )
+    for env in (gateway, worker):
+        assert env["faas_nats_address"] == _service_host("nats")
+        assert int(env.get("faas_nats_port", "4222")) == port["port"]
+        assert env["faas_nats_channel"] == "faas-request"  # the worker's channel is a constant
+    assert port["targetPort"] in {p["name"] for p in nats["ports"]}
+    # Both sides default the cluster id to faas-cluster; the server must be started with it.
+    args = nats["args"]
+    assert args[args.index("--cluster_id") + 1] == "faas-cluster"
+    assert "faas_nats_cluster_name" not in gateway and "faas_nats_cluster_name" not in worker
+    # The worker invokes through the gateway's Service, on its port.
+    assert worker["faas_gateway_address"] == _service_host("gateway")
+    assert (
+        int(worker.get("faas_gateway_port", "8080"))
+        == (_find("Service", "gateway")["spec"]["ports"][0]["port"])
+    )
+    assert worker["faas_function_suffix"] == f".{km.FUNCTION_NAMESPACE}.svc.cluster.local"
+
+
+def test_queue_worker_acks_no_sooner_than_the_longest_invocation() -> None:
+    # NATS hands an unacked message out again after ack_wait: shorter than the gateway's
+    # upstream_timeout, a long invocation would run twice.
+    worker = _env(_pod("queue-worker")["containers"][0])
+    gateway = _env(_containers()["gateway"])
+    assert km.parse_go_duration(worker["ack_wait"]) >= km.parse_go_duration(
+        gateway["upstream_timeout"]
+    )
+
+
+def test_nats_and_queue_worker_run_non_root_read_only() -> None:
+    for name in ("nats", "queue-worker"):
+        pod = _pod(name)
+        (container,) = pod["containers"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    volumes = {v["name"]: v for v in _pod("queue-worker")["volumes"]}
+    assert volumes["auth"] == {"name": "auth", "secret": {"secretName": "basic-auth"}}
+
+
+def test_nats_gives_up_on_a_gone_queue_worker_within_half_a_minute() -> None:
+    # A stopped queue-worker never closes its session (it handles only SIGINT); what it was
+    # handed waits until the server's heartbeats give up on it, ~5 min with the defaults.
+    (nats,) = _pod("nats")["containers"]
+    args = nats["args"]
+
+    def arg(name: str) -> str:
+        return str(args[args.index(name) + 1])
+
+    interval = km.parse_go_duration(arg("--hb_interval"))
+    timeout = km.parse_go_duration(arg("--hb_timeout"))
+    assert int(arg("--hb_fail_count")) * (interval + timeout) <= 30

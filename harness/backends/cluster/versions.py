@@ -40,6 +40,7 @@ def platform_versions(backend: Any) -> dict[str, Any]:
         }
     except (ClusterError, httpx.HTTPError, AttributeError) as exc:
         out["openfaas"] = {"error": str(exc)[-300:]}
+    out["openfaas_async"] = async_versions(backend)
     minio: dict[str, Any] = {}
     try:
         pods = (
@@ -65,4 +66,37 @@ def platform_versions(backend: Any) -> dict[str, Any]:
         ):
             minio["server"] = http.get(url).headers.get("Server")
     out["minio"] = minio
+    return out
+
+
+#: The async path's Deployments (app label) in the gateway's namespace, as the CE chart names them.
+ASYNC_COMPONENTS = {"nats": "nats", "queue_worker": "queue-worker"}
+
+
+def async_versions(backend: Any) -> dict[str, Any]:
+    """The images (and the image IDs the pods run) of NATS Streaming and the queue-worker, or
+    ``None`` for one that does not run: without both, /async-function has no queue."""
+    namespace = str(backend.chart["namespace"])
+    out: dict[str, Any] = {}
+    for key, app in ASYNC_COMPONENTS.items():
+        try:
+            pods = (
+                backend._kubectl_json(
+                    "get", "pods", "--namespace", namespace, "-l", f"app={app}"
+                ).get("items")
+                or []
+            )
+        except (ClusterError, ValueError) as exc:
+            out[key] = {"error": str(exc)[-300:]}
+            continue
+        running = [
+            cs for p in pods for cs in (p.get("status") or {}).get("containerStatuses") or []
+            if cs.get("name") == app and cs.get("ready")
+        ]  # fmt: skip
+        out[key] = (
+            {"image": running[0].get("image"), "image_id": running[0].get("imageID")}
+            if running
+            else None
+        )
+    out["enabled"] = all(isinstance(v, dict) and "image" in v for v in out.values())
     return out
