@@ -337,7 +337,11 @@ def _pod_json(p: dict[str, Any]) -> dict[str, Any]:
         meta["deletionTimestamp"] = _iso(p["deleted"])
     last: dict[str, Any] = {}
     if p.get("oom"):
-        last = {"terminated": {"reason": "OOMKilled", "exitCode": 137, "finishedAt": _iso(now)}}
+        # The kubelet reports one kill with one fixed time, however often the pod is listed.
+        finished = p.setdefault("oom_at", now)
+        last = {
+            "terminated": {"reason": "OOMKilled", "exitCode": 137, "finishedAt": _iso(finished)}
+        }
     return {
         "metadata": meta,
         "status": {
