@@ -1101,6 +1101,12 @@ class K8sBackend:
 
     def _wait_min_replicas(self, rendering: km.Rendering) -> None:
         pending = {fn.name: fn.min_replicas for fn in rendering.functions}
+        if any(d.scale_to_zero_idle is not None for d in self.declarations) and self.scales_to_zero:
+            # The idler may take an idle function down again seconds after it became ready
+            # (cold-steady's first run waited 10 min for a replica already idled away).
+            for d in self.declarations:
+                if d.scale_to_zero_idle is not None:
+                    pending.pop(d.name, None)
 
         def ready() -> bool:
             for name, want in list(pending.items()):

@@ -355,9 +355,11 @@ def test_k8s_counts_a_pod_that_came_and_went_between_two_snapshots(world: FakeCl
 def test_k8s_scale_to_zero_after_idle_needs_our_provider(world: FakeCluster) -> None:
     cold_steady = load_regimes().get("cold-steady").preparation.apply(load().functions)
     backend = _backend(world, openfaas="local")
+    # The fake idler takes every labelled function to 0 at once: deploy must not wait for it.
     backend.deploy(cold_steady)
     try:
         assert world.errors() == []
+        assert all(f["replicas"] == 0 for f in world.state()["functions"].values())
         labels = world.state()["functions"]["search"]["request"]["labels"]
         assert labels[km.SCALE_ZERO_LABEL] == "true"
         assert labels[km.SCALE_ZERO_DURATION_LABEL] == "5s"

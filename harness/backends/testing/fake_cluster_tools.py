@@ -867,6 +867,12 @@ class _Gateway(BaseHTTPRequestHandler):
                 name = body["service"]
                 labels = body.get("labels") or {}
                 replicas = int(labels.get("com.openfaas.scale.min", 1))
+                if (
+                    state.get("openfaas_gateway") == "local"
+                    and labels.get("com.openfaas.scale.zero") == "true"
+                ):
+                    # Our provider's idler, at its quickest: an idle function goes to 0 at once.
+                    replicas = 0
                 if method == "POST":
                     functions[name] = {"request": body, "replicas": replicas}
                 else:
