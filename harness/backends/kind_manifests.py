@@ -43,6 +43,9 @@ REPOSITORY_PREFIX = "vsearch"
 
 # OpenFaaS Community Edition limits (faas-netes pkg/handlers/replica_reader.go).
 CE_MAX_REPLICAS = 5
+#: The idler's labels (OpenFaaS Pro's names; platforms/cluster/provider reads the same).
+SCALE_ZERO_LABEL = "com.openfaas.scale.zero"
+SCALE_ZERO_DURATION_LABEL = "com.openfaas.scale.zero-duration"
 CE_MAX_FUNCTIONS = 15
 
 FUNCTION_NAMESPACE = "openfaas-fn"
@@ -292,12 +295,17 @@ def scale_labels(decl: FunctionDeclaration) -> tuple[dict[str, str], list[str]]:
         hi = CE_MAX_REPLICAS
     if lo > hi:
         raise RenderError(f"{decl.name}: min_replicas {lo} > max_replicas {hi} on CE")
+    labels = {"com.openfaas.scale.min": str(lo), "com.openfaas.scale.max": str(hi)}
     if decl.scale_to_zero_idle is not None:
+        # OpenFaaS Pro's idler labels; CE's faas-netes has no idler, our provider
+        # (platforms/cluster/provider, --openfaas local) has one that reads them.
+        labels[SCALE_ZERO_LABEL] = "true"
+        labels[SCALE_ZERO_DURATION_LABEL] = go_duration(decl.scale_to_zero_idle)
         notes.append(
-            f"{decl.name}: scale_to_zero_idle {decl.scale_to_zero_idle:g}s ignored "
-            "(scale to zero is OpenFaaS Pro only)"
+            f"{decl.name}: scale_to_zero_idle {decl.scale_to_zero_idle:g}s needs an idler: "
+            "our provider (--openfaas local) or OpenFaaS Pro; none in CE"
         )
-    return {"com.openfaas.scale.min": str(lo), "com.openfaas.scale.max": str(hi)}, notes
+    return labels, notes
 
 
 def environment(

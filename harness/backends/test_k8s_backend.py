@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from harness.backends import kind_manifests as km
 from harness.backends.test_kind_backend import TAG, FakeCluster, fake_world
 from harness.backends.testing import fake_cluster_tools as fake
 from harness.functions import load
+from harness.records import FunctionPlatform, platform_from_statuses
+from harness.regimes import load_regimes
 
 CONTEXT = "vsearch-local"
 #: A stand-in for what manifests/openfaas/local/ will hold (written by the platform's helper):
@@ -205,7 +208,7 @@ def test_k8s_platform_versions_come_from_the_cluster(world: FakeCluster) -> None
     for key in ("gitVersion", "gitCommit", "gitTreeState", "buildDate"):
         assert versions["kubernetes"][key] == fake.FAKE_SERVER_VERSION[key]
     assert versions["openfaas"]["gateway"] == {"release": "0.27.13-fake", "sha": "beef"}
-    assert versions["openfaas"]["provider"]["name"] == "faas-netes-ce (fake)"
+    assert versions["openfaas"]["provider"]["name"] == "vsearch-faas-provider"
     assert versions["openfaas"]["provider"]["release"] == "0.18.13-fake"
     assert "minio" in versions
 
@@ -357,3 +360,95 @@ def test_local_openfaas_without_nats_waits_only_for_the_gateway(world: FakeClust
     backend._install_local()
     rollouts = [a[a.index("status") + 1] for a in world.argvs("kubectl") if "rollout" in a]
     assert rollouts == ["deployment/gateway"]
+
+
+# --------------------------------------------------------------------------------------------
+# Cold starts: our provider keeps a Deployment at 0 and idles functions there; CE does neither
+# --------------------------------------------------------------------------------------------
+
+
+def test_k8s_cold_behind_our_provider_scales_the_deployments_to_zero(world: FakeCluster) -> None:
+    backend = _backend(world, openfaas="local")
+    backend.deploy(load().functions)
+    try:
+        assert backend.scales_to_zero
+        first = len(world.calls())
+        report = backend.prepare(load_regimes().get("cold-burst").preparation)
+        calls = world.calls()[first:]
+        assert [c for c in calls if "error" in c] == []
+        kubectl = [c["argv"] for c in calls if c.get("tool") == "kubectl" and "argv" in c]
+        scales = [a for a in kubectl if "scale" in a]
+        assert len(scales) == 1 and "--replicas=0" in scales[0]
+        assert set(load().names) <= set(scales[0])
+        assert not [a for a in kubectl if "delete" in a], "no pod is deleted"
+        assert report["cold"]["method"].startswith("Deployments scaled to 0")
+        # Nothing brings them back before the load (with pod deletes, replacements were
+        # ready after ~2 s and the regime met warm functions).
+        time.sleep(fake.REPLACEMENT_READY_AFTER_S + 0.5)
+        assert {n: backend.ready_replicas(n) for n in load().names} == dict.fromkeys(
+            load().names, 0
+        )
+        assert all(f["replicas"] == 0 for f in world.state()["functions"].values())
+        assert "scale-from-zero" in backend.describe()["cold_start"]
+    finally:
+        backend.teardown()
+
+
+def test_k8s_counts_a_pod_that_came_and_went_between_two_snapshots(world: FakeCluster) -> None:
+    backend = _backend(world, openfaas="local")
+    backend.pod_watch_interval_s = 0.05
+    backend.deploy(load().functions)
+    try:
+        backend.scale("search", 0)
+        before = platform_from_statuses(backend.function_status())
+        backend.scale("search", 1)  # as the gateway's scale-from-zero does
+        backend.wait_replicas("search", 1, timeout_s=10)
+        time.sleep(0.3)  # the watch sees it ready
+        backend.scale("search", 0)  # as the idler does
+        time.sleep(fake.POD_GONE_AFTER_S + 0.3)  # gone from the cluster's listing
+        statuses = backend.function_status()
+        run = {
+            s["name"]: FunctionPlatform.from_status(s).since(before[s["name"]]) for s in statuses
+        }
+        assert run["search"].cold_starts == 1
+        assert run["transcribe"].cold_starts == 0
+    finally:
+        backend.teardown()
+    assert backend._pod_watch is None, "teardown stops the pod watch"
+
+
+def test_k8s_scale_to_zero_after_idle_needs_our_provider(world: FakeCluster) -> None:
+    cold_steady = load_regimes().get("cold-steady").preparation.apply(load().functions)
+    backend = _backend(world, openfaas="local")
+    # The fake idler takes every labelled function to 0 at once: deploy must not wait for it.
+    backend.deploy(cold_steady)
+    try:
+        assert world.errors() == []
+        assert all(f["replicas"] == 0 for f in world.state()["functions"].values())
+        labels = world.state()["functions"]["search"]["request"]["labels"]
+        assert labels[km.SCALE_ZERO_LABEL] == "true"
+        assert labels[km.SCALE_ZERO_DURATION_LABEL] == "5s"
+        status = {s["name"]: s for s in backend.function_status()}
+        assert status["search"]["vsearch"]["scale_to_zero_idle"] == 5.0
+    finally:
+        backend.teardown()
+    # faas-netes CE (here: an OpenFaaS that was already there) has no idler: refused up front,
+    # before any function is deployed, rather than a regime waiting for a zero that never comes.
+    world.update(
+        namespaces=["openfaas", km.FUNCTION_NAMESPACE],
+        openfaas_gateway="platform",
+        gateway_deployment=yaml.safe_load(LOCAL_GATEWAY),
+        secrets={
+            "openfaas/basic-auth": {
+                "basic-auth-user": fake._b64("admin"),
+                "basic-auth-password": fake._b64("not-ours-0123456789"),
+            }
+        },
+    )
+    backend = _backend(world)
+    try:
+        with pytest.raises(k8s.K8sError, match=r"has no idler.*--openfaas local"):
+            backend.deploy(cold_steady)
+        assert world.state().get("functions") == {}
+    finally:
+        backend.teardown()

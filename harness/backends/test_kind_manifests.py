@@ -442,8 +442,11 @@ def test_kind_ce_scaling_rules(declarations: list[FunctionDeclaration]) -> None:
     (fn,) = km.render([cold], km.ImageRefs("v1", require_digest=False)).functions
     assert fn.labels["com.openfaas.scale.min"] == "1"
     assert fn.labels["com.openfaas.scale.max"] == str(km.CE_MAX_REPLICAS)
-    assert not any(k.startswith("com.openfaas.scale.zero") for k in fn.labels)
-    assert len(fn.notes) == 3 and "Pro only" in fn.notes[2]
+    assert fn.labels[km.SCALE_ZERO_LABEL] == "true"
+    assert fn.labels[km.SCALE_ZERO_DURATION_LABEL] == "5s"
+    assert len(fn.notes) == 3 and "needs an idler" in fn.notes[2]
+    (warm,) = km.render(declarations[:1], km.ImageRefs("v1", require_digest=False)).functions
+    assert not any(k.startswith(km.SCALE_ZERO_LABEL) for k in warm.labels)
     too_many = [
         FunctionDeclaration.model_validate({**base, "name": f"f{i}"})
         for i in range(km.CE_MAX_FUNCTIONS + 1)

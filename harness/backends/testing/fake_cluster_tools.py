@@ -111,6 +111,7 @@ SPECS: dict[str, dict[tuple[str, ...], dict[str, bool]]] = {
             "--container": True,
         },
         ("describe",): {},
+        ("scale",): {"--replicas": True},
         ("version",): {"--client": False, "-o": True, "--output": True},
     },
     "helm": {
@@ -338,7 +339,11 @@ def _pod_json(p: dict[str, Any]) -> dict[str, Any]:
         meta["deletionTimestamp"] = _iso(p["deleted"])
     last: dict[str, Any] = {}
     if p.get("oom"):
-        last = {"terminated": {"reason": "OOMKilled", "exitCode": 137, "finishedAt": _iso(now)}}
+        # The kubelet reports one kill with one fixed time, however often the pod is listed.
+        finished = p.setdefault("oom_at", now)
+        last = {
+            "terminated": {"reason": "OOMKilled", "exitCode": 137, "finishedAt": _iso(finished)}
+        }
     return {
         "metadata": meta,
         "status": {
@@ -722,6 +727,23 @@ def kubectl(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) 
                 for function in state.get("functions", {}):
                     _reconcile(state, function, REPLACEMENT_READY_AFTER_S)
             return 0
+        if path == ("scale",):
+            # Only our provider leaves a Deployment at 0 (faas-netes scales it back to 1).
+            replicas = int(str(flag(flags, "--replicas")))
+            kind_, names = (pos[0].partition("/")[0], [pos[0].partition("/")[2]])
+            if kind_ == "deployment" and not names[0]:
+                names = pos[1:]
+            functions = state.get("functions", {})
+            if kind_ != "deployment" or ns != "openfaas-fn" or not names:
+                return _fail(f"fake kubectl scale: {pos} in {ns} not faked", 64)
+            for name in names:
+                if name not in functions:
+                    return _fail(f'Error from server (NotFound): deployments "{name}" not found')
+                if state.get("openfaas_gateway") == "local" or replicas > 0:
+                    functions[name]["replicas"] = replicas
+                _reconcile(state, name)
+            log({"tool": "kubectl", "scaled": names, "replicas": replicas})
+            return 0
         if path == ("exec",):
             if pos[1:3] != ["--", "python3"] or "-c" not in pos:
                 return _fail(f"fake kubectl exec: unexpected command {pos[1:4]}", 64)
@@ -800,11 +822,13 @@ class _Gateway(BaseHTTPRequestHandler):
                 return
             functions = state.setdefault("functions", {})
             if self.path == "/system/info":
+                # The local manifests run our provider; anything else is faas-netes CE.
+                ours = state.get("openfaas_gateway") == "local"
                 self._send(
                     200,
                     {
                         "provider": {
-                            "provider": "faas-netes-ce (fake)",
+                            "provider": "vsearch-faas-provider" if ours else "faas-netes-ce (fake)",
                             "orchestration": "kubernetes",
                             "version": {"release": "0.18.13-fake", "sha": "f00d"},
                         },
@@ -845,6 +869,12 @@ class _Gateway(BaseHTTPRequestHandler):
                 name = body["service"]
                 labels = body.get("labels") or {}
                 replicas = int(labels.get("com.openfaas.scale.min", 1))
+                if (
+                    state.get("openfaas_gateway") == "local"
+                    and labels.get("com.openfaas.scale.zero") == "true"
+                ):
+                    # Our provider's idler, at its quickest: an idle function goes to 0 at once.
+                    replicas = 0
                 if method == "POST":
                     functions[name] = {"request": body, "replicas": replicas}
                 else:
@@ -885,9 +915,9 @@ def _validate_deploy(state: dict[str, Any], body: Any, method: str) -> str | Non
         return "the Community Edition license agreement only allows public images"
     labels = body.get("labels") or {}
     for key in ("com.openfaas.scale.zero-duration", "com.openfaas.scale.target"):
-        if key in labels:
+        if faas_netes and key in labels:
             return f"{key} not available for Community Edition"
-    if labels.get("com.openfaas.scale.zero") == "true":
+    if faas_netes and labels.get("com.openfaas.scale.zero") == "true":
         return "com.openfaas.scale.zero not available for Community Edition"
     for key in ("com.openfaas.scale.max", "com.openfaas.scale.min"):
         if int(labels.get(key, 1)) > 5:

@@ -5,16 +5,19 @@
 // Environment: port (8081), function_namespace (openfaas-fn), read_timeout/write_timeout,
 // basic_auth + secret_mount_path (faas-provider's), http_probe, set_nonroot_user,
 // image_pull_policy (Always), resolver (clusterip|dns), cluster_domain (cluster.local),
+// idle_check_interval (1s: how often the idler looks for functions to scale to zero),
 // KUBECONFIG (else the in-cluster service account).
 package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/openfaas/faas-provider"
 	"github.com/openfaas/faas-provider/proxy"
@@ -82,21 +85,32 @@ func run(logger *slog.Logger) error {
 		SetNonRootUser:  types.ParseBoolValue(os.Getenv("set_nonroot_user"), false),
 		ImagePullPolicy: corev1.PullPolicy(env("image_pull_policy", string(corev1.PullAlways))),
 	}
+	interval, err := time.ParseDuration(env("idle_check_interval", "1s"))
+	if err != nil || interval <= 0 {
+		return fmt.Errorf("idle_check_interval %q is not a positive duration",
+			os.Getenv("idle_check_interval"))
+	}
+	activity := functions.NewActivity(time.Now)
 	provider := &functions.Provider{
 		Client: client, Config: config, Log: logger,
 		Name: "vsearch-faas-provider", Version: Version, SHA: GitCommit,
+		Activity: activity,
 	}
 	resolver := functions.Resolver{
 		Client: client, Config: config,
 		UseDNS:        env("resolver", "clusterip") == "dns",
 		ClusterDomain: env("cluster_domain", "cluster.local"),
 	}
-	handlers := provider.Handlers(proxy.NewHandlerFunc(*faasConfig, resolver, false))
+	handlers := provider.Handlers(activity.Wrap(proxy.NewHandlerFunc(*faasConfig, resolver, false)))
 	logger.Info("provider_start", "port", *faasConfig.TCPPort, "namespace", config.Namespace,
 		"version", Version, "commit", GitCommit, "host", restConfig.Host,
-		"basic_auth", faasConfig.EnableBasicAuth)
+		"basic_auth", faasConfig.EnableBasicAuth, "idle_check_interval", interval.String())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	idler := &functions.Idler{
+		Client: client, Namespace: config.Namespace, Activity: activity, Log: logger,
+	}
+	go idler.Run(ctx, interval)
 	bootstrap.Serve(ctx, handlers, faasConfig)
 	return nil
 }

@@ -32,6 +32,8 @@ type Provider struct {
 	Version string
 	SHA     string
 	Log     *slog.Logger
+	// Activity, when set, hears of deploys and scale-ups (the idler's clock restarts).
+	Activity *Activity
 }
 
 // Handlers is the faas-provider handler set (logs and secrets are not implemented).
@@ -171,6 +173,7 @@ func (p *Provider) deploy(r *http.Request) error {
 		!apierrors.IsAlreadyExists(err) {
 		return err
 	}
+	p.Activity.Touch(req.Service)
 	p.Log.Info("function_deployed", "function", req.Service, "namespace", req.Namespace,
 		"image", req.Image, "replicas", *deployment.Spec.Replicas)
 	return nil
@@ -224,6 +227,7 @@ func (p *Provider) update(r *http.Request) error {
 	if _, err := services.Update(ctx, service, metav1.UpdateOptions{}); err != nil {
 		return err
 	}
+	p.Activity.Touch(req.Service)
 	p.Log.Info("function_updated", "function", req.Service, "namespace", req.Namespace,
 		"image", req.Image)
 	return nil
@@ -371,6 +375,10 @@ func (p *Provider) scale(r *http.Request) error {
 	})
 	if err != nil {
 		return err
+	}
+	if req.Replicas > 0 {
+		// The gateway's scale-from-zero: the replica it waits for must not idle out first.
+		p.Activity.Touch(name)
 	}
 	p.Log.Info("function_scaled", "function", name, "namespace", namespace,
 		"replicas", req.Replicas)
