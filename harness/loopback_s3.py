@@ -164,7 +164,9 @@ class LoopbackS3:
                 self._probe(probe)
                 return
             except Exception as err:  # connection refused / server initializing: not yet
-                code = getattr(err, "response", {}).get("Error", {}).get("Code")
+                # A read timeout carries response=None, not a botocore answer.
+                response = getattr(err, "response", None) or {}
+                code = (response.get("Error") or {}).get("Code")
                 if code in self.permanent_errors:
                     raise self.error(f"{self.name} refused the readiness probe: {err}") from err
                 last_error = err

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from harness.loopback_s3 import LoopbackS3, LoopbackS3Error, stop_process_group
 
@@ -63,6 +64,29 @@ def test_a_server_never_writable_is_stopped_after_the_timeout(tmp_path: Path) ->
         server.start()
     assert time.monotonic() - began < 10
     assert server.pid is None
+
+
+class SlowThenReadyServer(ShellServer):
+    """The first probe times out reading (as a busy weed does after a restart), then it works."""
+
+    def __init__(self, log_dir: Path) -> None:
+        super().__init__("exec sleep 60", log_dir)
+        self.probes = 0
+
+    def _probe(self, client: Any) -> None:
+        self.probes += 1
+        if self.probes == 1:
+            # botocore's read timeout: response is None, unlike a ClientError's answer dict.
+            raise ReadTimeoutError(endpoint_url=self.endpoint_url)
+
+
+def test_a_read_timeout_during_startup_is_retried_not_raised(tmp_path: Path) -> None:
+    server = SlowThenReadyServer(tmp_path)
+    try:
+        server.start()
+        assert server.probes == 2 and server.is_running()
+    finally:
+        server.stop()
 
 
 def test_stop_kills_the_whole_group_even_a_child_ignoring_sigterm(tmp_path: Path) -> None:

@@ -982,7 +982,8 @@ class ReplicaSet:
         self._reconcile()
         self._scale_up()  # replica starts deferred while the zygote warmed up
 
-    def _sample(self) -> None:
+    def _refresh_stats(self) -> float:
+        """Read every live replica's cgroup now; returns their CPU seconds in total."""
         cpu_total = 0.0
         for replica in self._live():
             with contextlib.suppress(OSError):
@@ -991,6 +992,10 @@ class ReplicaSet:
             self.peak_memory_bytes = max(self.peak_memory_bytes, replica.stats.peak_bytes)
             if replica.stats.oom_kills > replica.oom_seen:
                 self._note_oom(replica, replica.stats.oom_kills)
+        return cpu_total
+
+    def _sample(self) -> None:
+        cpu_total = self._refresh_stats()
         then, before = self._prev_cpu
         now = time.monotonic()
         if now > then:
@@ -1031,6 +1036,8 @@ class ReplicaSet:
         return sum(r.stats.memory_bytes for r in self._live())
 
     def extras(self) -> FunctionExtras:
+        # Fresh figures: a request that ended between two samples still shows its peak.
+        self._refresh_stats()
         decl = self.decl
         return FunctionExtras(
             module=decl.module,
