@@ -401,9 +401,12 @@ class K8sBackend:
             self._push_images()
             self._ensure_namespaces()
             self._ensure_secrets()
-            # MinIO first without waiting: it starts while OpenFaaS installs.
+            # MinIO first without waiting: it starts while OpenFaaS installs. One that was
+            # there before (another workdir's `up`, the live tests' store) is applied over
+            # but not ours to remove on teardown.
+            minio_was_there = self._deployment_exists(km.STORAGE_NAMESPACE, "minio")
             self._apply_storage()
-            self.storage_deployed = True
+            self.storage_deployed = self.storage_deployed or not minio_was_there
             self._save_state()
             self.rendering = self._render()
             self._install_openfaas(self.rendering.gateway)
@@ -678,6 +681,17 @@ class K8sBackend:
         if key not in self.generated_secrets:
             self.generated_secrets.append(key)
             self._save_state()
+
+    def _deployment_exists(self, namespace: str, name: str) -> bool:
+        found = self.runner.run(
+            [*self.kubectl, "get", "deployment", name, "--namespace", namespace, "-o", "name"],
+            check=False,
+        )
+        if found.returncode == 0:
+            return True
+        if "NotFound" in found.stderr or "not found" in found.stderr:
+            return False
+        raise K8sError(f"reading deployment {namespace}/{name}: {found.stderr.strip()[-500:]}")
 
     def _namespace_exists(self, name: str) -> bool:
         found = self.runner.run(

@@ -178,6 +178,26 @@ def test_k8s_uses_the_openfaas_already_there_and_leaves_it(world: FakeCluster) -
     assert state.get("functions") == {}
 
 
+def test_k8s_leaves_a_minio_that_was_there_before_it(world: FakeCluster) -> None:
+    # `vsearch up --openfaas local` left the platform up (MinIO included) for the live tests;
+    # a regime run from another workdir deploys on it and tears down only what it added.
+    platform = _backend(world, openfaas="local")
+    platform.deploy(load().functions)
+    platform.left_up = True
+    platform.save_state()
+    regimes = _backend(world, openfaas="existing", workdir=world.tmp / "regimes")
+    regimes.deploy(load().functions)
+    try:
+        saved = json.loads((world.tmp / "regimes" / k8s.STATE_FILE).read_text())
+        assert saved["storage_deployed"] is False
+    finally:
+        regimes.teardown()
+    objects = [o for d in _deleted(world) for o in d["objects"]]
+    assert str(world.manifests / "minio" / "minio.yaml") not in objects
+    assert f"{km.STORAGE_NAMESPACE}/minio" in world.state()["deployments"]
+    assert f"{km.STORAGE_NAMESPACE}/minio-app" in world.state()["secrets"]
+
+
 def test_k8s_keep_and_left_up_remove_nothing(world: FakeCluster) -> None:
     backend = _backend(world, openfaas="local")
     backend.deploy(load().functions)

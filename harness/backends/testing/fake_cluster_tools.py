@@ -645,6 +645,8 @@ def kubectl(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) 
                 namespaces = state.setdefault("namespaces", [])
                 if obj["kind"] == "Namespace" and meta["name"] not in namespaces:
                     namespaces.append(meta["name"])
+                if obj["kind"] == "Deployment" and key not in state.setdefault("deployments", []):
+                    state["deployments"].append(key)
                 if obj["kind"] == "Deployment" and meta["name"] == "gateway":
                     state["openfaas_gateway"] = "local"
                     state["gateway_deployment"] = obj
@@ -671,6 +673,11 @@ def kubectl(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) 
                     print(json.dumps(state.get("gateway_deployment") or {"kind": "Deployment"}))
                 else:
                     print("deployment.apps/gateway")
+                return 0
+            if resource == "deployment" and len(pos) == 2:
+                if f"{ns}/{pos[1]}" not in state.get("deployments", []):
+                    return _fail(f'Error from server (NotFound): deployments "{pos[1]}" not found')
+                print(f"deployment.apps/{pos[1]}")
                 return 0
             selector = flag(flags, "-l", "--selector")
             if resource == "secret":
@@ -707,6 +714,12 @@ def kubectl(path: tuple[str, ...], flags: dict[str, list[str]], pos: list[str]) 
             source = flag(flags, "-f", "--filename")
             resource = pos[0] if pos else ""
             removed = [source] if source else pos
+            if source and source != "-" and Path(str(source)).is_file():
+                for obj in yaml.safe_load_all(Path(str(source)).read_text()):
+                    if obj and obj.get("kind") == "Deployment":
+                        key = f"{obj['metadata'].get('namespace', ns)}/{obj['metadata']['name']}"
+                        with contextlib.suppress(ValueError):
+                            state.get("deployments", []).remove(key)
             state.setdefault("deleted", []).append({"namespace": ns, "objects": removed})
             if resource == "namespace":
                 state["namespaces"] = [n for n in state.get("namespaces", []) if n not in pos[1:]]
