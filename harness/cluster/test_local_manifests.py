@@ -114,6 +114,7 @@ def test_provider_role_covers_what_it_calls() -> None:
     for need in [("", "services", v) for v in ("get", "create", "update", "delete")]:
         assert need in granted
     assert ("", "secrets", "get") in granted
+    assert ("discovery.k8s.io", "endpointslices", "list") in granted  # the invoke resolver
 
 
 def test_local_minio_is_manifests_minio_with_our_image() -> None:

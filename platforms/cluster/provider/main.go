@@ -96,9 +96,13 @@ func run(logger *slog.Logger) error {
 		Name: "vsearch-faas-provider", Version: Version, SHA: GitCommit,
 		Activity: activity,
 	}
+	if mode := env("resolver", "endpoints"); mode != "endpoints" && mode != "clusterip" &&
+		mode != "dns" {
+		return fmt.Errorf("resolver %q is not endpoints, clusterip or dns", mode)
+	}
 	resolver := functions.Resolver{
 		Client: client, Config: config,
-		UseDNS:        env("resolver", "clusterip") == "dns",
+		Mode:          env("resolver", "endpoints"),
 		ClusterDomain: env("cluster_domain", "cluster.local"),
 	}
 	handlers := provider.Handlers(activity.Wrap(proxy.NewHandlerFunc(*faasConfig, resolver, false)))

@@ -9,11 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/openfaas/faas-provider/types"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 )
@@ -239,16 +242,74 @@ func TestInfoNamespacesAndResolver(t *testing.T) {
 	if _, err := client.CoreV1().Services(ns).Create(context.Background(), svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	res := Resolver{Client: client, Config: p.Config, ClusterDomain: "cluster.local"}
+	res := Resolver{Client: client, Config: p.Config, Mode: "clusterip", ClusterDomain: "cluster.local"}
 	if u, err := res.Resolve("search"); err != nil || u.String() != "http://10.96.0.42:8080" {
 		t.Fatalf("clusterip: %v %v", u, err)
 	}
-	res.UseDNS = true
+	res.Mode = "dns"
 	if u, err := res.Resolve("search.openfaas-fn"); err != nil ||
 		u.String() != "http://search.openfaas-fn.svc.cluster.local:8080" {
 		t.Fatalf("dns: %v %v", u, err)
 	}
 	if _, err := res.Resolve("search.default"); err == nil {
 		t.Fatal("resolved outside the function namespace")
+	}
+}
+
+func endpointSlice(name, service string, endpoints ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: ns,
+			Labels: map[string]string{discoveryv1.LabelServiceName: service},
+		},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   endpoints,
+	}
+}
+
+func endpoint(ip string, ready, terminating bool) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{
+		Addresses:  []string{ip},
+		Conditions: discoveryv1.EndpointConditions{Ready: &ready, Terminating: &terminating},
+	}
+}
+
+// The default resolver goes to a ready pod's IP, never a not-ready or terminating one, nor
+// another function's; with none ready it waits, then names the cause.
+func TestResolverPicksAReadyEndpoint(t *testing.T) {
+	p, client := testProvider()
+	ctx := context.Background()
+	for _, slice := range []*discoveryv1.EndpointSlice{
+		endpointSlice("search-a", "search",
+			endpoint("10.244.0.7", false, false), endpoint("10.244.0.8", true, false)),
+		endpointSlice("search-b", "search", endpoint("10.244.0.9", true, true)),
+		endpointSlice("other-a", "other", endpoint("10.244.0.10", true, false)),
+	} {
+		if _, err := client.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var offered int
+	res := Resolver{
+		Client: client, Config: p.Config, EndpointWait: 300 * time.Millisecond,
+		Pick: func(n int) int { offered = n; return 0 },
+	}
+	if u, err := res.Resolve("search"); err != nil || u.String() != "http://10.244.0.8:8080" {
+		t.Fatalf("endpoints: %v %v", u, err)
+	}
+	if offered != 1 {
+		t.Fatalf("offered %d ready addresses, want 1", offered)
+	}
+	began := time.Now()
+	_, err := res.Resolve("cut-clips")
+	if err == nil || !strings.Contains(err.Error(), "no ready endpoint") {
+		t.Fatalf("no endpoints: %v", err)
+	}
+	if waited := time.Since(began); waited < 300*time.Millisecond {
+		t.Fatalf("gave up after %s, before the wait", waited)
+	}
+	res.Mode = "round-robin"
+	if _, err := res.Resolve("search"); err == nil {
+		t.Fatal("an unknown mode resolved")
 	}
 }

@@ -6,15 +6,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/openfaas/faas-provider/types"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -399,14 +403,24 @@ func (p *Provider) Info(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
-// Resolver finds where a function listens: its Service's ClusterIP (kube-proxy balances
-// over ready pods), or with UseDNS its Service's DNS name.
+// Resolver finds where a function listens. By default a ready pod's IP from the function's
+// EndpointSlices, as faas-netes does: right after a scale from zero the gateway sees the pod
+// available before kube-proxy has programmed the Service's ClusterIP for it, and a proxy to the
+// ClusterIP then fails ("Can't reach service"). Mode "clusterip" uses the Service's ClusterIP
+// (kube-proxy balances), "dns" its DNS name.
 type Resolver struct {
 	Client        kubernetes.Interface
 	Config        Config
-	UseDNS        bool
+	Mode          string // "endpoints" (default), "clusterip" or "dns"
 	ClusterDomain string
+	// EndpointWait bounds the wait for a ready endpoint (the endpoint controller lags readiness
+	// by a moment); zero: defaultEndpointWait.
+	EndpointWait time.Duration
+	// Pick chooses among ready addresses; nil: uniformly at random.
+	Pick func(n int) int
 }
+
+const defaultEndpointWait = 10 * time.Second
 
 // Resolve maps "name" or "name.namespace" to http://<address>:<runtime port>.
 func (res Resolver) Resolve(function string) (url.URL, error) {
@@ -417,18 +431,86 @@ func (res Resolver) Resolve(function string) (url.URL, error) {
 	if namespace != res.Config.Namespace {
 		return url.URL{}, fmt.Errorf("namespace %q is not a function namespace", namespace)
 	}
-	host := fmt.Sprintf("%s.%s.svc.%s", name, namespace, res.ClusterDomain)
-	if !res.UseDNS {
-		ctx, cancel := context.WithTimeout(context.Background(), defaultLookupTimeout)
-		defer cancel()
-		svc, err := res.Client.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return url.URL{}, fmt.Errorf("function %q: %w", function, err)
-		}
-		if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
-			return url.URL{}, fmt.Errorf("function %q: its Service has no ClusterIP", function)
-		}
-		host = svc.Spec.ClusterIP
+	var host string
+	var err error
+	switch res.Mode {
+	case "dns":
+		host = fmt.Sprintf("%s.%s.svc.%s", name, namespace, res.ClusterDomain)
+	case "clusterip":
+		host, err = res.clusterIP(name, namespace)
+	case "", "endpoints":
+		host, err = res.readyEndpoint(name, namespace)
+	default:
+		err = fmt.Errorf("unknown resolver mode %q (endpoints, clusterip or dns)", res.Mode)
 	}
-	return url.URL{Scheme: "http", Host: fmt.Sprintf("%s:%d", host, res.Config.RuntimePort)}, nil
+	if err != nil {
+		return url.URL{}, fmt.Errorf("function %q: %w", function, err)
+	}
+	return url.URL{Scheme: "http", Host: net.JoinHostPort(host, fmt.Sprint(res.Config.RuntimePort))}, nil
+}
+
+func (res Resolver) clusterIP(name, namespace string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), defaultLookupTimeout)
+	defer cancel()
+	svc, err := res.Client.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		return "", fmt.Errorf("its Service has no ClusterIP")
+	}
+	return svc.Spec.ClusterIP, nil
+}
+
+func (res Resolver) readyEndpoint(name, namespace string) (string, error) {
+	wait := res.EndpointWait
+	if wait <= 0 {
+		wait = defaultEndpointWait
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		ready, err := res.readyAddresses(name, namespace)
+		if err != nil {
+			return "", err
+		}
+		if len(ready) > 0 {
+			pick := res.Pick
+			if pick == nil {
+				pick = rand.IntN
+			}
+			return ready[pick(len(ready))], nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no ready endpoint after %s", wait)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (res Resolver) readyAddresses(name, namespace string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), defaultLookupTimeout)
+	defer cancel()
+	slices, err := res.Client.DiscoveryV1().EndpointSlices(namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: discoveryv1.LabelServiceName + "=" + name,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var ready []string
+	for _, slice := range slices.Items {
+		for _, ep := range slice.Endpoints {
+			// Ready nil means "unknown", which consumers are told to read as ready.
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			if ep.Conditions.Terminating != nil && *ep.Conditions.Terminating {
+				continue
+			}
+			if len(ep.Addresses) > 0 {
+				ready = append(ready, ep.Addresses[0])
+			}
+		}
+	}
+	sort.Strings(ready)
+	return ready, nil
 }
