@@ -215,6 +215,8 @@ class FunctionPlatform(BaseModel):
     memory_limit_bytes: int | None = None
     #: Highest memory of any replica during the run (cgroup or process-tree peak).
     peak_memory_bytes: int | None = None
+    #: Page cache charged to the replica with that peak (cgroup figures include it).
+    peak_file_cache_bytes: int | None = None
     oom_kills: int = 0
     cold_starts: int | None = None
     replica_starts: int | None = None
@@ -236,6 +238,7 @@ class FunctionPlatform(BaseModel):
             name=str(status.get("name")),
             memory_limit_bytes=_int(ext.get("memory_limit_bytes")),
             peak_memory_bytes=_int(ext.get("peak_memory_bytes")),
+            peak_file_cache_bytes=_int(ext.get("peak_file_cache_bytes")),
             oom_kills=_int(ext.get("oom_kills")) or 0,
             cold_starts=_int(ext.get("cold_starts")),
             replica_starts=_int(ext.get("replica_starts")),

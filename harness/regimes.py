@@ -658,9 +658,11 @@ def evaluate(
                         limit=allowed,
                     )
             elif peak > allowed:
+                cache = fs.file_cache_bytes_platform if source == "platform" else None
+                of_it = f", {_mib(cache)} of it page cache" if cache else ""
                 add(
                     "peak memory",
-                    f"peak memory {_mib(peak)} ({source}) > maximum {_mib(allowed)} "
+                    f"peak memory {_mib(peak)} ({source}{of_it}) > maximum {_mib(allowed)} "
                     f"({rule}; limit {_mib(fs.memory_limit_bytes)})",
                     function=fn,
                     value=peak,

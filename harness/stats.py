@@ -247,6 +247,9 @@ class FunctionSummary(BaseModel):
         None, description="max over invocations of process + largest child peak RSS"
     )
     peak_memory_bytes_platform: int | None = None
+    file_cache_bytes_platform: int | None = Field(
+        None, description="page cache inside the platform's peak (reclaimable; k8s pods)"
+    )
     memory_limit_bytes: int | None = None
     peak_over_limit: float | None = Field(None, description="max(platform, measured) / limit")
     oom_kills: int = 0
@@ -393,6 +396,7 @@ def summarize_functions(
             cpu_s_mean=statistics.fmean(cpu) if cpu else None,
             peak_rss_bytes_measured=measured_peak,
             peak_memory_bytes_platform=plat_peak,
+            file_cache_bytes_platform=plat.peak_file_cache_bytes if plat else None,
             memory_limit_bytes=limit,
             peak_over_limit=peak / limit if peak and limit else None,
             oom_kills=plat.oom_kills if plat else 0,

@@ -242,6 +242,18 @@ def test_evaluate_memory_over_limit_and_oom() -> None:
     assert "(platform)" in t.message and "1050 MiB" in t.message
 
 
+def test_a_platform_peak_names_the_page_cache_inside_it() -> None:
+    # A k8s pod's cgroup peak counts the image's shared libraries it first read.
+    platform = _platform()
+    platform["extract-audio"] = platform["extract-audio"].model_copy(
+        update={"peak_memory_bytes": 242 * MIB, "peak_file_cache_bytes": 176 * MIB}
+    )
+    summary = summarize(synthetic_records(2), regime="cold-burst", platform=platform)
+    violations = evaluate(summary, Thresholds(max_peak_memory={"extract-audio": "160Mi"}))
+    (v,) = [v for v in violations if v.figure == "peak memory"]
+    assert "242 MiB (platform, 176 MiB of it page cache) > maximum 160 MiB" in v.message
+
+
 def test_evaluate_admitted_success_and_cold_start_requirement() -> None:
     records = synthetic_records(6, refuse_every=3)
     summary = summarize(records, regime="overload", platform=_platform())

@@ -69,6 +69,7 @@ from harness.backends.cluster.pods import (
     PodRecord,
     function_of,
     parse_cgroup_probe,
+    parse_file_cache,
     pod_ready,
 )
 from harness.backends.cluster.port_forward import PortForward
@@ -1462,6 +1463,7 @@ class K8sBackend:
             if peak is not None and (rec.peak_memory_bytes or 0) <= peak:
                 rec.peak_memory_bytes = peak
                 rec.memory_source = source
+            rec.file_cache_bytes = parse_file_cache(raw)
             events = dict(
                 line.split() for line in raw.get("events", "").splitlines() if " " in line
             )
@@ -1493,6 +1495,11 @@ class K8sBackend:
             decl = decls.get(name)
             pods = [p for p in list(self._pods.values()) if p.function == name]
             peaks = [p.peak_memory_bytes for p in pods if p.peak_memory_bytes is not None]
+            top = max(
+                (p for p in pods if p.peak_memory_bytes is not None),
+                key=lambda p: p.peak_memory_bytes or 0,
+                default=None,
+            )
             labels = status.get("labels") or {}
             out.append(
                 {
@@ -1500,6 +1507,7 @@ class K8sBackend:
                     "vsearch": {
                         "memory_limit_bytes": decl.memory_limit_bytes if decl else None,
                         "peak_memory_bytes": max(peaks) if peaks else None,
+                        "peak_file_cache_bytes": top.file_cache_bytes if top else None,
                         "memory_source": next(
                             (p.memory_source for p in pods if p.memory_source), None
                         ),

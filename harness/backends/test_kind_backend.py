@@ -431,6 +431,10 @@ def test_kind_parsers() -> None:
         "cgroup v1 memory.max_usage_in_bytes",
     )
     assert pods.parse_cgroup_probe({}) == (None, None)
+    v1_stat = "cache 1\nrss 2\ntotal_cache 184549376\ntotal_rss 53477376\n"
+    assert pods.parse_file_cache({"v1_stat": v1_stat}) == 184549376
+    assert pods.parse_file_cache({"stat": "anon 5\nfile 7\nfile_mapped 3\n"}) == 7
+    assert pods.parse_file_cache({}) is None
     text = (
         "# HELP x\n"
         'gateway_function_invocation_total{code="200",function_name="search.openfaas-fn"} 4\n'

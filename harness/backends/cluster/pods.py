@@ -18,10 +18,12 @@ for key, path in [
     ("current", "/sys/fs/cgroup/memory.current"),
     ("max", "/sys/fs/cgroup/memory.max"),
     ("events", "/sys/fs/cgroup/memory.events"),
+    ("stat", "/sys/fs/cgroup/memory.stat"),
     ("v1_peak", "/sys/fs/cgroup/memory/memory.max_usage_in_bytes"),
     ("v1_current", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
     ("v1_limit", "/sys/fs/cgroup/memory/memory.limit_in_bytes"),
     ("v1_oom", "/sys/fs/cgroup/memory/memory.oom_control"),
+    ("v1_stat", "/sys/fs/cgroup/memory/memory.stat"),
 ]:
     try:
         with open(path) as f:
@@ -48,6 +50,8 @@ class PodRecord:
     restarts: int = 0
     peak_memory_bytes: int | None = None
     memory_source: str | None = None
+    #: Page cache charged to the pod at the last sample (part of a cgroup peak, reclaimable).
+    file_cache_bytes: int | None = None
     oom_kills: set[str] = field(default_factory=set)
     ever_ready: bool = False
 
@@ -75,3 +79,17 @@ def parse_cgroup_probe(raw: Mapping[str, str]) -> tuple[int | None, str | None]:
         if value.isdigit():
             return int(value), source
     return None, None
+
+
+def parse_file_cache(raw: Mapping[str, str]) -> int | None:
+    """Page cache charged to the container's cgroup (v2 ``file``, v1 ``total_cache``).
+
+    A cgroup's peak counts the file pages its processes first read: in a new pod that is its
+    image's shared libraries (ffmpeg's, ~180 MiB), which the embedded platform's replicas do not
+    pay for because the host read them long before."""
+    for key, field_name in (("stat", "file"), ("v1_stat", "total_cache")):
+        for line in raw.get(key, "").splitlines():
+            name, _, value = line.partition(" ")
+            if name == field_name and value.strip().isdigit():
+                return int(value)
+    return None
