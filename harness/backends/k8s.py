@@ -42,6 +42,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -60,6 +61,7 @@ from pydantic import SecretStr
 from base.config import StorageSettings
 from base.storage import ObjectStore
 from harness.backends import kind_manifests as km
+from harness.backends.cluster import platform_push
 from harness.backends.cluster.images import commit_tag, push_layouts
 from harness.backends.cluster.logs import collect_logs
 from harness.backends.cluster.nodes import function_cores
@@ -112,6 +114,7 @@ STATE_FILE = "state.json"
 
 #: The name this backend's callers know; the generic cluster pieces raise ClusterError.
 K8sError = ClusterError
+log = logging.getLogger("vsearch.k8s")
 
 #: The Secrets this backend generates (namespace/name -> keys); the manifests refer to these.
 GENERATED_SECRETS: dict[str, tuple[str, ...]] = {
@@ -881,12 +884,22 @@ class K8sBackend:
         self._put_secret(ns, "basic-auth", auth, replace=False)
         self._generated(f"{ns}/basic-auth")
 
+    def _push_platform_images(self, manifests: list[Path]) -> None:
+        """The platform images these manifests name that the local registry lacks: built or
+        reused here and pushed (a missing one would leave its pod in ImagePullBackOff)."""
+        if not self.registry_is_local:
+            return
+        wanted = platform_push.referenced(manifests, self.registry)
+        for ref in platform_push.push_missing(self.runner, self.registry, wanted, self.workdir):
+            log.info(json.dumps({"event": "platform_image_pushed", "image": ref}))
+
     def _install_local(self) -> None:
         files = self._local_openfaas_files()
         if not files:
             raise K8sError(
                 f"--openfaas local: no manifests in {self.manifests / LOCAL_OPENFAAS_DIR}"
             )
+        self._push_platform_images(files)
         self._ensure_basic_auth()
         if self.openfaas_installed is None and not self._gateway_running():
             self.openfaas_installed = "local"
@@ -937,6 +950,7 @@ class K8sBackend:
         if not self.storage_local:
             self._apply_file(self.manifests / "minio" / "minio.yaml")
             return
+        self._push_platform_images([self.manifests / LOCAL_MINIO_DIR / "kustomization.yaml"])
         rendered = self.runner.run(
             [*self.kubectl, "kustomize", "--load-restrictor", "LoadRestrictionsNone",
              str(self.manifests / LOCAL_MINIO_DIR)]
