@@ -259,10 +259,12 @@ def _search_on_cluster(
             f"{exc} (bring it up with `./vsearch up --backend {backend.name}`)"
         ) from exc
     try:
-        return _search_through(
+        answer = _search_through(
             conn, video, query, config=config, quiet=quiet, timeout_s=timeout_s,
             save_dir=save_dir, save_all=save_all, started=time.monotonic(),
         )  # fmt: skip
+        answer["cluster"] = backend.name
+        return answer
     finally:
         conn.close()
 
@@ -613,6 +615,11 @@ def render(answer: dict[str, Any]) -> str:
     if answer.get("saved"):
         lines.append(f"saved:   {len(answer['saved'])} clip(s)")
         lines += [f"  {path}" for path in answer["saved"]]
+    elif result["matches"] and not links and answer.get("cluster"):
+        lines.append(
+            "note:    the clips stay in the cluster's MinIO under the s3:// keys above; "
+            "--save DIR downloads them"
+        )
     elif result["matches"] and not links:
         lines.append(
             "note:    the platform stopped on exit, so the s3:// clips cannot be opened now; "

@@ -151,3 +151,7 @@ def test_render_gives_http_links_while_up_and_says_how_to_keep_clips_otherwise()
     assert "--save DIR" in down and "--keep" in down
     saved = render({"status": "ok", "outputs": RESULT, "saved": ["/tmp/c/match.mp4"]})
     assert "/tmp/c/match.mp4" in saved and "--save DIR" not in saved
+    # On a cluster the platform stays up: no "stopped" note, no --keep to offer.
+    cluster = render({"status": "ok", "outputs": RESULT, "cluster": "k8s"})
+    assert "cluster's MinIO" in cluster and "--save DIR" in cluster
+    assert "stopped" not in cluster and "--keep" not in cluster
