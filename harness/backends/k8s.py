@@ -408,7 +408,7 @@ class K8sBackend:
             # MinIO first without waiting: it starts while OpenFaaS installs. One that was
             # there before (another workdir's `up`, the live tests' store) is applied over
             # but not ours to remove on teardown.
-            minio_was_there = self._deployment_exists(km.STORAGE_NAMESPACE, "minio")
+            minio_was_there = self._exists("deployment", "minio", km.STORAGE_NAMESPACE)
             self._apply_storage()
             self.storage_deployed = self.storage_deployed or not minio_was_there
             self._save_state()
@@ -686,26 +686,17 @@ class K8sBackend:
             self.generated_secrets.append(key)
             self._save_state()
 
-    def _deployment_exists(self, namespace: str, name: str) -> bool:
+    def _exists(self, kind: str, name: str, namespace: str | None = None) -> bool:
+        where = ["--namespace", namespace] if namespace else []
         found = self.runner.run(
-            [*self.kubectl, "get", "deployment", name, "--namespace", namespace, "-o", "name"],
-            check=False,
+            [*self.kubectl, "get", kind, name, *where, "-o", "name"], check=False
         )
         if found.returncode == 0:
             return True
         if "NotFound" in found.stderr or "not found" in found.stderr:
             return False
-        raise K8sError(f"reading deployment {namespace}/{name}: {found.stderr.strip()[-500:]}")
-
-    def _namespace_exists(self, name: str) -> bool:
-        found = self.runner.run(
-            [*self.kubectl, "get", "namespace", name, "-o", "name"], check=False
-        )
-        if found.returncode == 0:
-            return True
-        if "NotFound" in found.stderr or "not found" in found.stderr:
-            return False
-        raise K8sError(f"reading namespace {name}: {found.stderr.strip()[-500:]}")
+        what = f"{namespace}/{name}" if namespace else name
+        raise K8sError(f"reading {kind} {what}: {found.stderr.strip()[-500:]}")
 
     def _ensure_namespaces(self) -> None:
         """Apply our namespaces; those that were not there are recorded as created here."""
@@ -719,7 +710,7 @@ class K8sBackend:
                 for doc in yaml.safe_load_all(path.read_text())
                 if doc and doc.get("kind") == "Namespace"
             ]
-            new = [n for n in names if not self._namespace_exists(n)]
+            new = [n for n in names if not self._exists("namespace", n)]
             self._apply_file(path)
             for name in new:
                 if name not in self.created_namespaces:
