@@ -64,6 +64,9 @@ class RuntimeSettings(BaseModel):
     host: str = "0.0.0.0"
     exec_timeout_s: float = Field(300.0, gt=0)
     max_inflight: int = Field(1, ge=1)
+    #: Calls that wait for a free slot instead of a 429 (the embedded gateway queues in front of
+    #: replicas; OpenFaaS CE's gateway queues no synchronous call, so the replica does).
+    max_queued: int = Field(0, ge=0)
     max_body_bytes: int = Field(1 << 20, ge=1024)
     #: Largest input object a function downloads; bigger ones get 413 before any heavy work.
     max_input_bytes: int = Field(2 << 30, ge=1)
@@ -80,6 +83,7 @@ class RuntimeSettings(BaseModel):
             ("host", "HOST"),
             ("exec_timeout_s", "exec_timeout"),
             ("max_inflight", "max_inflight"),
+            ("max_queued", "max_queued"),
             ("max_body_bytes", "MAX_BODY_BYTES"),
             ("max_input_bytes", "MAX_INPUT_BYTES"),
             ("max_duration_s", "MAX_DURATION_S"),

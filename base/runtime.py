@@ -5,13 +5,14 @@ gateway and behind our embedded gateway alike:
 - `POST /` invokes; `GET /_/health` answers as soon as the port is open, `/_/ready` once init
   (model load) is done, and a call that arrives during init waits for it;
 - `exec_timeout` answers 504 and stops the work (child processes killed, handler cancelled);
-- `max_inflight` answers 429 when every slot is busy;
+- `max_inflight` answers 429 when every slot is busy and `max_queued` calls already wait for one;
 - every response carries `X-Duration-Seconds`; errors are JSON without stack traces.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -192,6 +193,10 @@ class FunctionServer:
             max_workers=settings.max_inflight, thread_name_prefix=function.name
         )
         self._slots = threading.BoundedSemaphore(settings.max_inflight)
+        #: Calls waiting for a slot, and the event a worker thread sets when it frees one.
+        self._waiting = 0
+        self._slot_freed: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.ready = False
         self._ready_event = threading.Event()
         #: Seconds of the cold start by phase, once ready (also in /_/ready).
@@ -270,8 +275,8 @@ class FunctionServer:
             if not loaded:
                 error = DeadlineExceeded(f"{self.function.name} was still starting")
                 return self._error(error, None, received)
-        if not self._slots.acquire(blocking=False):
-            return self._error(Overloaded("all max_inflight slots are busy"), None, received)
+        if not await self._take_slot(received + self.settings.exec_timeout_s):
+            return self._error(Overloaded(self._overloaded_message()), None, received)
         # The slot is released by the worker thread when the work has really stopped, not when
         # a 504 is sent, so a timed-out call cannot let a second one overfill the replica.
         handed_off = False
@@ -312,7 +317,44 @@ class FunctionServer:
             return self._error(exc, None, received)
         finally:
             if not handed_off:
-                self._slots.release()
+                self._release_slot()
+
+    def _overloaded_message(self) -> str:
+        if self.settings.max_queued:
+            return (
+                f"all max_inflight slots are busy and {self.settings.max_queued} calls "
+                "already wait for one"
+            )
+        return "all max_inflight slots are busy"
+
+    async def _take_slot(self, wait_until: float) -> bool:
+        """A free slot now, or after waiting among at most max_queued callers (bounded)."""
+        if self._slots.acquire(blocking=False):
+            return True
+        if self._waiting >= self.settings.max_queued:
+            return False
+        if self._slot_freed is None:
+            self._slot_freed, self._loop = asyncio.Event(), asyncio.get_running_loop()
+        self._waiting += 1
+        try:
+            while True:
+                self._slot_freed.clear()
+                if self._slots.acquire(blocking=False):
+                    return True
+                remaining = wait_until - time.monotonic()
+                if remaining <= 0:
+                    return False
+                # The timeout is a backstop: the release's wake-up crosses threads.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_freed.wait(), min(remaining, 0.5))
+        finally:
+            self._waiting -= 1
+
+    def _release_slot(self) -> None:
+        self._slots.release()
+        loop, freed = self._loop, self._slot_freed
+        if loop is not None and freed is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(freed.set)
 
     async def _read_json(self, request: Request) -> Any:
         declared = request.headers.get("content-length")
@@ -435,7 +477,7 @@ class FunctionServer:
         finally:
             watchdog.cancel()
             shutil.rmtree(workdir, ignore_errors=True)
-            self._slots.release()
+            self._release_slot()
 
     @staticmethod
     def _expire(ctx: Context) -> None:

@@ -45,6 +45,10 @@ class FunctionDeclaration(BaseModel):
     videosearcher: str = ""
     exec_timeout: str = "300s"
     max_inflight: int = Field(1, ge=1)
+    #: Calls a replica holds waiting for a slot instead of answering 429. Only the cluster
+    #: renders it (OpenFaaS CE's gateway queues no synchronous call); the embedded gateway
+    #: queues in front of its replicas.
+    max_queued: int = Field(0, ge=0)
     memory_limit: str = "768Mi"
     #: What the cluster reserves per replica (Kubernetes requests.memory): the measured peak
     #: with headroom, below the limit, so a small node schedules the set. None: the limit.

@@ -43,6 +43,8 @@ def test_secrets_can_come_from_files_and_are_not_printed(tmp_path: Path) -> None
 def test_runtime_settings_read_openfaas_names() -> None:
     settings = RuntimeSettings.from_env({"exec_timeout": "2m", "max_inflight": "3", "PORT": "9"})
     assert (settings.exec_timeout_s, settings.max_inflight, settings.port) == (120.0, 3, 9)
+    assert settings.max_queued == 0  # a replica refuses at once unless told to queue
+    assert RuntimeSettings.from_env({"max_queued": "4"}).max_queued == 4
     with pytest.raises(ConfigError):
         RuntimeSettings.from_env({"exec_timeout": "soon"})
 

@@ -158,6 +158,29 @@ def test_max_inflight_answers_429_when_full(s3_server: Any, tmp_path: Path) -> N
         proc.stop()
 
 
+def test_max_queued_calls_wait_for_a_slot_and_the_next_one_is_refused(
+    s3_server: Any, tmp_path: Path
+) -> None:
+    # CE's gateway queues no synchronous call: with max_queued the replica holds a few itself.
+    proc = start(s3_server, tmp_path, max_inflight="1", max_queued="1")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            slow = pool.submit(post, proc, body("child", seconds=1.0))
+            time.sleep(0.3)
+            queued = pool.submit(post, proc, body())
+            time.sleep(0.3)
+            refused = post(proc, body())
+            assert refused.status_code == 429
+            assert "1 calls already wait" in refused.json()["error"]["message"]
+            assert slow.result().status_code == 200
+            answer = queued.result()
+            # It waited for the slow call's slot, then ran.
+            assert answer.status_code == 200, answer.text
+        assert post(proc, body()).status_code == 200
+    finally:
+        proc.stop()
+
+
 @pytest.mark.parametrize(
     ("payload", "status", "code"),
     [

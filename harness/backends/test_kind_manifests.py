@@ -297,6 +297,9 @@ def test_kind_timeout_chain_is_in_order(
         assert exec_s == {d.name: d for d in declarations}[fn.name].exec_timeout_s
         assert exec_s <= km.parse_go_duration(env["write_timeout"]) <= platform.upstream_s
         assert env["max_inflight"] == str({d.name: d for d in declarations}[fn.name].max_inflight)
+        assert env["max_queued"] == str({d.name: d for d in declarations}[fn.name].max_queued)
+    # The orchestrator holds a few requests when full: CE's gateway queues no synchronous call.
+    assert {d.name: d for d in declarations}["orchestrator"].max_queued > 0
 
 
 def test_kind_timeout_chain_problems_are_reported(rendering: km.Rendering) -> None:
