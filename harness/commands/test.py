@@ -46,6 +46,23 @@ def run_cluster_tests(pytest_args: list[str], *, env: dict[str, str] | None = No
     return 1 if done.returncode == NO_TESTS_COLLECTED else done.returncode
 
 
+def cluster_tier_line(env: dict[str, str]) -> str:
+    """What the default run says about the cluster tier, which it never runs: whether a cluster
+    answers here and, if not, why (the platform's cold build, ~50 min here, does not fit CI)."""
+    from harness.backends import from_env
+
+    env = {"VSEARCH_BACKEND": "k8s", **env}
+    if env["VSEARCH_BACKEND"] not in from_env.CLUSTER_BACKENDS:
+        env["VSEARCH_BACKEND"] = "k8s"
+    reason = from_env.cluster_unavailable(env)
+    if reason is None:
+        return "== cluster tier: not in this run; a cluster answers here: ./vsearch test --cluster"
+    return (
+        f"== cluster tier: skipped: {reason}. It needs the platform built from source (~50 min "
+        "cold on 2 cores, manifests/README.md) and up, then ./vsearch test --cluster"
+    )
+
+
 def run_tests(pytest_args: list[str], *, include_slow: bool, bazel: bool = True) -> int:
     bin_dir = Path(sys.executable).parent
     print("== ruff (lint)", flush=True)
@@ -66,10 +83,12 @@ def run_tests(pytest_args: list[str], *, include_slow: bool, bazel: bool = True)
         code = 1
     if not bazel:
         print("== bazel: left out (--no-bazel)", flush=True)
+        print(cluster_tier_line(env), flush=True)
         return code
     # Run even when pytest failed: one CI run should show every failure there is.
     print("== bazel (images, offline): platforms/offline/bazel-test.sh", flush=True)
     began = time.monotonic()
     images = subprocess.run(["bash", str(BAZEL_TEST)], cwd=ROOT, env=env)
     print(f"== bazel: exit {images.returncode} after {time.monotonic() - began:.0f} s", flush=True)
+    print(cluster_tier_line(env), flush=True)
     return code or images.returncode
