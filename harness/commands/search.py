@@ -263,7 +263,7 @@ def _search_on_cluster(
             conn, video, query, config=config, quiet=quiet, timeout_s=timeout_s,
             save_dir=save_dir, save_all=save_all, started=time.monotonic(),
         )  # fmt: skip
-        answer["cluster"] = backend.name
+        answer["cluster"] = getattr(backend, "name", None) or "cluster"
         return answer
     finally:
         conn.close()

@@ -112,9 +112,14 @@ class GatewayClient:
         page = self._system("GET", "/system/events", params=params)
         return [PlatformEvent.model_validate(e) for e in page["events"]]
 
-    def kill_replica(self, name: str, replica: str | None = None) -> dict[str, Any]:
-        """SIGKILL one replica of a function (the busiest, unless named); returns name and pid."""
+    def kill_replica(
+        self, name: str, replica: str | None = None, *, busy_only: bool = False
+    ) -> dict[str, Any]:
+        """SIGKILL one replica of a function (the busiest, unless named); returns name and pid.
+        busy_only: only while it serves a call (else HTTP 409 replica_idle)."""
         params = {"replica": replica} if replica else {}
+        if busy_only:
+            params["busy"] = "1"
         return dict(self._system("POST", f"/system/kill-replica/{name}", params=params))
 
     def reset_window(self) -> dict[str, Any]:

@@ -59,7 +59,7 @@ from harness.embedded.models import (
     VersionInfo,
 )
 from harness.embedded.priority import CpuPriority, request_arrival
-from harness.embedded.replicas import PoolError, PoolSettings, ReplicaSet
+from harness.embedded.replicas import PoolError, PoolSettings, ReplicaIdle, ReplicaSet
 from harness.functions import FunctionDeclaration
 
 # httpcore 1.0 imports sniffio on every async lock set-up; sniffio is not in our lock, and a
@@ -564,13 +564,17 @@ class Gateway:
         return JSONResponse(page.model_dump(mode="json"))
 
     async def kill_replica(self, request: Request) -> Response:
-        """Ours, for fault tests: SIGKILL one replica (named by `?replica=`, else the busiest)."""
+        """Ours, for fault tests: SIGKILL one replica (named by `?replica=`, else the busiest;
+        `?busy=1`: only while it serves a call, else 409)."""
         name = request.path_params["name"]
         replica_set = self._set(name)
         if replica_set is None:
             return _error(404, "function_not_found", f"function {name} is not deployed", name)
+        busy_only = request.query_params.get("busy") == "1"
         try:
-            replica = replica_set.kill(request.query_params.get("replica"))
+            replica = replica_set.kill(request.query_params.get("replica"), busy_only=busy_only)
+        except ReplicaIdle:
+            return _error(409, "replica_idle", f"{name}'s replica is between calls", name)
         except KeyError:
             return _error(404, "replica_not_found", f"{name} has no such live replica", name)
         return JSONResponse(

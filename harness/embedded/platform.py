@@ -336,8 +336,10 @@ class EmbeddedPlatform:
     ) -> list[PlatformEvent]:
         return self.client.events(since=since, type=type, function=function)
 
-    def kill_replica(self, name: str, replica: str | None = None) -> dict[str, Any]:
-        return self.client.kill_replica(name, replica)
+    def kill_replica(
+        self, name: str, replica: str | None = None, *, busy_only: bool = False
+    ) -> dict[str, Any]:
+        return self.client.kill_replica(name, replica, busy_only=busy_only)
 
     def function(self, name: str) -> dict[str, Any]:
         return self.client.function(name)

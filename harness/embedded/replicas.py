@@ -101,6 +101,10 @@ class PoolSettings:
     request_priority: bool = field(default_factory=enabled_from_env)
 
 
+class ReplicaIdle(LookupError):
+    """A busy-only kill found the replica between calls."""
+
+
 @dataclass(frozen=True)
 class Death:
     """Why a replica's process ended."""
@@ -933,12 +937,19 @@ class ReplicaSet:
             await asyncio.wait_for(self._wait_exit(replica), timeout_s)
         return replica.death
 
-    def kill(self, replica_name: str | None = None, sig: int = signal.SIGKILL) -> Replica:
-        """Fault injection: signal a replica's process group (the busiest one by default)."""
+    def kill(
+        self, replica_name: str | None = None, sig: int = signal.SIGKILL, *, busy_only: bool = False
+    ) -> Replica:
+        """Fault injection: signal a replica's process group (the busiest one by default).
+
+        busy_only: only while it serves a call (checked here, on the event loop, so the kill
+        cannot land between two calls); else ReplicaIdle."""
         candidates = [r for r in self._live() if replica_name in (None, r.name)]
         if not candidates:
             raise KeyError(replica_name or self.name)
         replica = max(candidates, key=lambda r: (r.inflight, r.seq))
+        if busy_only and replica.inflight == 0:
+            raise ReplicaIdle(replica.name)
         if replica.pid is not None:
             _killpg(replica.pid, sig)
         return replica

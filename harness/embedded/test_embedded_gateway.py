@@ -284,6 +284,10 @@ def test_a_replica_killed_mid_call_is_a_502_and_is_replaced(
     platform: EmbeddedPlatform, http: httpx.Client
 ) -> None:
     before = _ok(http.post("/function/fragile", json=_body(message="before")))
+    # Between calls, a busy-only kill refuses (the fault tests' kill must land in a call).
+    with pytest.raises(httpx.HTTPStatusError) as idle:
+        platform.kill_replica("fragile", busy_only=True)
+    assert idle.value.response.status_code == 409
     results: queue.Queue[httpx.Response] = queue.Queue()
     caller = threading.Thread(
         target=lambda: results.put(http.post("/function/fragile", json=_body(sleep_s=10)))
@@ -294,7 +298,7 @@ def test_a_replica_killed_mid_call_is_a_502_and_is_replaced(
         assert time.monotonic() < deadline
         time.sleep(0.02)
 
-    killed = platform.kill_replica("fragile")
+    killed = platform.kill_replica("fragile", busy_only=True)
     caller.join(15)
 
     response = results.get_nowait()
