@@ -8,6 +8,7 @@ through, and stops with its whole process group. The subclasses say what to laun
 
 from __future__ import annotations
 
+import abc
 import atexit
 import contextlib
 import os
@@ -34,7 +35,7 @@ class LoopbackS3Error(RuntimeError):
     """The server could not be started or did not become writable in time."""
 
 
-class LoopbackS3:
+class LoopbackS3(abc.ABC):
     """A child-process S3 server; a context manager. Subclasses define the members that raise."""
 
     #: The server's name in error messages.
@@ -55,18 +56,22 @@ class LoopbackS3:
         self._log_offset = 0
 
     @property
+    @abc.abstractmethod
     def endpoint_url(self) -> str:
-        raise NotImplementedError
+        """Where clients reach the server (http://127.0.0.1:PORT)."""
 
     @property
+    @abc.abstractmethod
     def log_path(self) -> Path:
-        raise NotImplementedError
+        """The file every launch appends its output to."""
 
+    @abc.abstractmethod
     def start(self) -> Self:
-        raise NotImplementedError
+        """Launch the server and return once it stores objects."""
 
+    @abc.abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop the server (and remove what this object created)."""
 
     @property
     def access_key(self) -> str:
