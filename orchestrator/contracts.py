@@ -28,7 +28,7 @@ StageName = Literal[
 #: (wrong times, a different query), so it is refused instead.
 RESERVED_CONFIG: dict[str, frozenset[str]] = {
     "cut-clips": frozenset({"segments"}),
-    "transcribe": frozenset({"time_offset_s", "start_s", "end_s"}),
+    "transcribe": frozenset({"time_offset_s", "start_s", "end_s", "windows"}),
     "sample-frames": frozenset({"time_offset_s", "interval_s", "start_s", "end_s"}),
     "search": frozenset({"query"}),
 }
@@ -69,6 +69,13 @@ class Config(Model):
     clip_concurrency: int = Field(4, ge=1, le=32, description="clips processed at the same time")
     frame_interval_s: float = Field(5.0, gt=0, le=3600, description="one frame every N seconds")
     detect_batch: int = Field(16, ge=1, le=64, description="frames per detect-objects call")
+    speech_pack_s: float = Field(
+        28.0,
+        ge=0,
+        le=30,
+        description="sentences transcribed in one call, up to this many seconds of speech "
+        "(one Whisper window costs the same for 3 s as for 30 s); 0: one call per sentence",
+    )
     functions: dict[StageName, dict[str, Any]] = Field(
         default_factory=dict, description="per-function config passed through to that function"
     )
@@ -99,7 +106,8 @@ class Config(Model):
     def fingerprint_fields(self) -> dict[str, Any]:
         """The fields that change what a request produces (not how fast or how patiently)."""
         return self.model_dump(
-            mode="json", include={"query", "frame_interval_s", "detect_batch", "functions"}
+            mode="json",
+            include={"query", "frame_interval_s", "detect_batch", "speech_pack_s", "functions"},
         )
 
 
@@ -352,6 +360,8 @@ class TranscribeOut(_View):
     text: str
     words: list[WordView]
     transcript_uri: str
+    #: One per window when the call transcribed several (Config.speech_pack_s).
+    parts: list[TranscribeOut] = Field(default_factory=list)
 
 
 class FrameView(_View):

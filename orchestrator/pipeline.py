@@ -434,23 +434,27 @@ class Pipeline:
                 tasks = [tg.create_task(package(c)) for c in cut.clips]
             return {t.result()[0].index: t.result() for t in tasks}
 
-        async def speech(index: int) -> TranscribeOut:
-            start, end = spans[index]
+        async def speech(pack: list[int]) -> dict[int, TranscribeOut]:
+            def one_part_each(out: TranscribeOut) -> str | None:
+                got = len(out.parts)
+                return None if got == len(pack) else f"{got} parts for {len(pack)} windows"
+
             async with speech_slots:
-                return await self._step(
-                    f"transcribe-{_step_tag(index)}",
+                out = await self._step(
+                    f"transcribe-{_step_tag(pack[0])}",
                     "transcribe",
                     TranscribeOut,
                     {"audio": ea.audio},
                     {
                         **cfg.overrides("transcribe"),
                         "time_offset_s": 0.0,
-                        "start_s": start,
-                        "end_s": end,
+                        "windows": [{"start_s": spans[i][0], "end_s": spans[i][1]} for i in pack],
                     },
-                    fanout=index,
+                    fanout=pack[0],
                     deps=(head,),
+                    check=one_part_each,
                 )
+            return dict(zip(pack, out.parts, strict=True))
 
         async def vision(index: int) -> list[DetectedFrameView]:
             start, end = spans[index]
@@ -465,21 +469,25 @@ class Pipeline:
                 slots=vision_slots,
             )
 
-        async def clip_done(task: asyncio.Task[Any]) -> None:
-            await task
-            self.clips_done += 1
+        async def clips_done(task: asyncio.Task[dict[int, TranscribeOut]]) -> None:
+            parts = await task  # awaited first: `+=` would read the count before the await
+            self.clips_done += len(parts)
             await self._progress()
 
+        packs = speech_packs(spans, cfg.speech_pack_s)
         async with asyncio.TaskGroup() as tg:
             packaged = tg.create_task(cut_and_package())
-            transcripts = {i: tg.create_task(speech(i)) for i in wanted}
+            speeches = [tg.create_task(speech(pack)) for pack in packs]
             frames = {i: tg.create_task(vision(i)) for i in wanted} if ea.has_video else {}
-            for i in wanted:
-                tg.create_task(clip_done(transcripts[i]))
-            searched = tg.create_task(self._search(packaged, transcripts))
+            for task in speeches:
+                tg.create_task(clips_done(task))
+            searched = tg.create_task(
+                self._search(packaged, speeches, [f"transcribe-{_step_tag(p[0])}" for p in packs])
+            )
+        transcripts = {i: out for task in speeches for i, out in task.result().items()}
         results: list[ClipResult] = []
         for index, (clip, transcode) in sorted(packaged.result().items()):
-            transcript = transcripts[index].result()
+            transcript = transcripts[index]
             found = frames[index].result() if index in frames else []
             results.append(
                 ClipResult(
@@ -567,16 +575,18 @@ class Pipeline:
     async def _search(
         self,
         packaged: asyncio.Task[dict[int, tuple[ClipView, TranscodeOut]]],
-        transcripts: dict[int, asyncio.Task[TranscribeOut]],
+        speeches: list[asyncio.Task[dict[int, TranscribeOut]]],
+        speech_steps: list[str],
     ) -> list[Match]:
         clips = await packaged
-        await asyncio.gather(*transcripts.values())
+        done = await asyncio.gather(*speeches)
+        transcripts = {i: out for parts in done for i, out in parts.items()}
         entries = [
             {
                 "clip_index": index,
                 "start_s": clip.start_s,
                 "end_s": clip.end_s,
-                "transcript": transcripts[index].result().transcript_uri,
+                "transcript": transcripts[index].transcript_uri,
                 "clip": transcode.mp4,
             }
             for index, (clip, transcode) in sorted(clips.items())
@@ -589,7 +599,7 @@ class Pipeline:
             {"transcripts": entries},
             {**self.config.overrides("search"), "query": self.config.query},
             deps=(
-                *(f"transcribe-{_step_tag(i)}" for i in sorted(clips)),
+                *speech_steps,
                 *(f"transcode-clip-{_step_tag(i)}" for i in sorted(clips)),
             ),
         )
@@ -734,6 +744,29 @@ class Pipeline:
                 request_id=self.request_id,
                 error=repr(exc),
             )
+
+
+#: Silence the transcribe function puts between packed windows (its PACK_GAP_S), with margin.
+PACK_GAP_ESTIMATE_S = 1.0
+
+
+def speech_packs(spans: dict[int, tuple[float, float]], pack_s: float) -> list[list[int]]:
+    """Consecutive sentences grouped for one transcribe call each: a group's speech plus the
+    silence between its windows stays within `pack_s` seconds (one Whisper window), so one
+    encoder pass serves them all. A sentence longer than that is a group of its own; pack_s 0
+    gives one call per sentence. Groups run side by side (clip_concurrency at once)."""
+    packs: list[list[int]] = []
+    length = 0.0
+    for index in sorted(spans):
+        start, end = spans[index]
+        more = end - start
+        if packs and pack_s > 0 and length + PACK_GAP_ESTIMATE_S + more <= pack_s:
+            packs[-1].append(index)
+            length += PACK_GAP_ESTIMATE_S + more
+        else:
+            packs.append([index])
+            length = more
+    return packs
 
 
 def _hits(frame: DetectedFrameView, clip_index: int | None) -> list[ObjectHit]:

@@ -18,7 +18,7 @@ import pytest
 from base.storage import ObjectStore
 from harness.embedded.function_process import FunctionProcess, FunctionStartError
 from orchestrator.state import step_key
-from orchestrator.testing import Call, FakeStages, Reply, ScriptedGateway
+from orchestrator.testing import PER_SENTENCE, Call, FakeStages, Reply, ScriptedGateway
 
 SPEECH = [
     (1.0, 4.0, "the quick brown fox jumps"),
@@ -73,7 +73,8 @@ def test_http_surface(
     assert out["request_id"] == rid and out["status"] == "ok"
     assert [m["clip_index"] for m in out["matches"]] == [1]
     assert [c["index"] for c in out["clips"] if c["objects"]] == [1, 2]
-    assert len(out["metrics"]["invocations"]) == 20
+    # transcribe: one call for every sentence (speech_pack_s)
+    assert len(out["metrics"]["invocations"]) == 17
     assert {c.headers["x-vsearch-request-id"] for c in gw.calls} == {rid}
 
     got = httpx.get(f"{url}/requests/{rid}", timeout=10)
@@ -168,7 +169,11 @@ def test_a_killed_orchestrator_is_resumed_by_another(
     first = orchestrators(gw.url, ORCHESTRATOR_LEASE_S="2")
     second = orchestrators(gw.url, ORCHESTRATOR_LEASE_S="2")
     rid = "t-crash-resume"
-    body = {"request_id": rid, "input": {"video": put_upload()}, "config": {"query": "flour"}}
+    body = {
+        "request_id": rid,
+        "input": {"video": put_upload()},
+        "config": {"query": "flour", **PER_SENTENCE},
+    }
 
     def doomed() -> None:
         with contextlib.suppress(httpx.HTTPError):  # the orchestrator is killed mid-request

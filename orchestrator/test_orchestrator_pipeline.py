@@ -13,8 +13,17 @@ from base.errors import InputNotFound, InvalidRequest
 from base.storage import ObjectStore
 from orchestrator.client import StageError
 from orchestrator.contracts import Output
+from orchestrator.pipeline import speech_packs
 from orchestrator.state import read_status, step_key
-from orchestrator.testing import Call, FakeStages, Reply, ScriptedGateway, error, run_request
+from orchestrator.testing import (
+    PER_SENTENCE,
+    Call,
+    FakeStages,
+    Reply,
+    ScriptedGateway,
+    error,
+    run_request,
+)
 
 SPEECH = [
     (1.0, 4.0, "the quick brown fox jumps"),
@@ -42,7 +51,9 @@ def test_clips_run_concurrently_and_the_result_has_the_content(
     data = b"pretend this is an mp4 " * 5000
     video = put_upload(data, name="My-Video_1.MP4")
     t0 = time.monotonic()
-    out: Output = run_request(store, gw.url, rid, video, {"query": "flour", "clip_concurrency": 4})
+    out: Output = run_request(
+        store, gw.url, rid, video, {"query": "flour", "clip_concurrency": 4, **PER_SENTENCE}
+    )
     elapsed = time.monotonic() - t0
 
     # 4 clips x 2 s of transcription, 4 at a time: about 2 s, far from the 8 s of a loop
@@ -97,9 +108,38 @@ def test_clips_run_concurrently_and_the_result_has_the_content(
     assert {c.body["input"]["video"] for c in frames} == {out.video.uri}
     wav = f"s3://{s3_server.bucket}/requests/{rid}/extract-audio/audio.wav"
     assert {c.body["input"]["audio"] for c in transcribe} == {wav}
-    assert [(c.body["config"]["start_s"], c.body["config"]["end_s"]) for c in transcribe] == [
-        (c.start_s, c.end_s) for c in out.clips
-    ]
+    assert [
+        [(w["start_s"], w["end_s"]) for w in c.body["config"]["windows"]] for c in transcribe
+    ] == [[(c.start_s, c.end_s)] for c in out.clips]
+
+
+def test_sentences_within_one_whisper_window_are_transcribed_in_one_call(
+    fake: Callable[..., FakeStages],
+    gateway: Callable[..., ScriptedGateway],
+    put_upload: Callable[..., str],
+    store: ObjectStore,
+    rid: str,
+) -> None:
+    stages = speech_video(fake)
+    gw = gateway(stages.handlers())
+    out = run_request(store, gw.url, rid, put_upload(), {"query": "flour", "speech_pack_s": 12})
+    # 4 sentences of 3 s: two fit in 12 s with the gap between them, so 2 calls of 2 windows.
+    transcribe = sorted(gw.calls_to("transcribe"), key=lambda c: c.fanout or 0)
+    assert [c.fanout for c in transcribe] == [0, 2]
+    assert [len(c.body["config"]["windows"]) for c in transcribe] == [2, 2]
+    # Each clip still gets its own transcript, and search reads each one.
+    assert [c.transcript for c in out.clips] == [s[2] for s in SPEECH]
+    (search,) = gw.calls_to("search")
+    uris = [e["transcript"] for e in search.body["input"]["transcripts"]]
+    assert len(set(uris)) == 4 and all(stages.transcripts[u] for u in uris)
+    assert [(m.clip_index, "flour" in m.text) for m in out.matches] == [(1, True)]
+
+
+def test_speech_packs() -> None:
+    spans = {0: (0.0, 3.0), 1: (5.0, 8.0), 2: (9.0, 39.0), 3: (40.0, 41.0)}
+    assert speech_packs(spans, 28.0) == [[0, 1], [2], [3]]
+    assert speech_packs(spans, 0) == [[0], [1], [2], [3]]
+    assert speech_packs({}, 28.0) == []
 
 
 def test_speech_and_vision_do_not_wait_for_cut_clips(
@@ -134,7 +174,9 @@ def test_clip_concurrency_bounds_the_fan_out(
 ) -> None:
     stages = speech_video(fake, delays={"transcribe": 0.3})
     gw = gateway(stages.handlers())
-    out = run_request(store, gw.url, rid, put_upload(), {"query": "bus", "clip_concurrency": 2})
+    out = run_request(
+        store, gw.url, rid, put_upload(), {"query": "bus", "clip_concurrency": 2, **PER_SENTENCE}
+    )
     assert gw.max_overlap("transcribe") == 2
     assert [m.clip_index for m in out.matches] == [2]
 
@@ -257,7 +299,7 @@ def test_transient_failures_are_retried_and_counted(
 
     handlers["transcribe"] = busy_twice
     gw = gateway(handlers)
-    out = run_request(store, gw.url, rid, put_upload(), {"query": "bus"})
+    out = run_request(store, gw.url, rid, put_upload(), {"query": "bus", **PER_SENTENCE})
     assert out.metrics.request.retries == 2
     assert [m.clip_index for m in out.matches] == [2]
     retried = [r for r in out.metrics.invocations if r.step == "transcribe-0002"]

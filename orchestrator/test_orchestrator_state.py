@@ -17,7 +17,15 @@ from orchestrator.client import StageError
 from orchestrator.contracts import ErrorInfo
 from orchestrator.pipeline import PipelineSettings
 from orchestrator.state import RequestConflict, RequestState, read_status, state_key, step_key
-from orchestrator.testing import Call, FakeStages, Reply, ScriptedGateway, error, run_request
+from orchestrator.testing import (
+    PER_SENTENCE,
+    Call,
+    FakeStages,
+    Reply,
+    ScriptedGateway,
+    error,
+    run_request,
+)
 
 SPEECH = [
     (1.0, 4.0, "the quick brown fox jumps"),
@@ -151,7 +159,7 @@ def test_resume_redoes_only_the_steps_that_had_not_completed(
     handlers["transcribe"] = crash_on_clip_2
     gw = gateway(handlers)
     video = put_upload()
-    config = {"query": "flour", "clip_concurrency": 1}
+    config = {"query": "flour", "clip_concurrency": 1, **PER_SENTENCE}
     with pytest.raises(StageError) as caught:
         run_request(store, gw.url, rid, video, config)
     assert caught.value.step == "transcribe-0002"

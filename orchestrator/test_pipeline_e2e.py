@@ -130,7 +130,9 @@ def test_video_facts_and_metrics(result: dict[str, Any], demo: VideoTruth) -> No
     assert video["has_audio"] and video["has_video"]
     request = result["metrics"]["request"]
     clips = len(result["clips"])
-    assert request["invocations"] >= 3 + 4 * clips + 1
+    # extract-audio, segment-speech, cut-clips, search; per clip transcode-clip, sample-frames,
+    # detect-objects; transcribe once for sentences that fit one Whisper window together.
+    assert request["invocations"] >= 4 + 3 * clips + 1
     assert 0 < request["critical_path_s"] <= request["end_to_end_s"]
     assert request["cost_gb_s_measured"] > 0
     functions = {i["function"] for i in result["metrics"]["invocations"]}

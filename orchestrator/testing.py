@@ -30,6 +30,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: A request config that transcribes each sentence in its own call (no packing), for tests of
+#: the per-call fan-out: concurrency, retries and resume of one sentence's call.
+PER_SENTENCE = {"speech_pack_s": 0}
+
+
 @dataclass
 class Call:
     function: str
@@ -320,6 +325,23 @@ class FakeStages:
     def transcribe(self, call: Call) -> Reply:
         n = call.fanout or 0
         cfg = call.body["config"]
+        if "windows" in cfg:
+            # Several windows of the whole audio in one call: one part per window.
+            if call.body["input"]["audio"] in self.clips:
+                return error(call, 400, "bad_window", "a window of a clip's audio")
+            offset = cfg.get("time_offset_s", 0.0)
+            parts = [
+                self._transcript(call, w["start_s"], w["end_s"], f"transcript-{n:04d}-{k:02d}")
+                for k, w in enumerate(cfg["windows"])
+            ]
+            whole = self._transcript(call, 0.0, 0.0, f"transcript-{n:04d}")
+            whole.update(
+                text=" ".join(p["text"] for p in parts if p["text"]),
+                words=[w for p in parts for w in p["words"]],
+                segments=[s for p in parts for s in p["segments"]],
+                parts=parts,
+            )
+            return self._ok(call, whole) if offset == 0.0 else error(call, 400, "bad_offset", "")
         if "start_s" in cfg:
             # A window of the whole audio: times are already absolute.
             if call.body["input"]["audio"] in self.clips:
@@ -333,6 +355,9 @@ class FakeStages:
             # The fake works on absolute times; a real stage adds time_offset_s to clip times,
             # so the pipeline must send the clip's start.
             return error(call, 400, "bad_offset", f"time_offset_s {offset} != clip start {start}")
+        return self._ok(call, self._transcript(call, start, end, f"transcript-{n:04d}"))
+
+    def _transcript(self, call: Call, start: float, end: float, name: str) -> dict[str, Any]:
         spoken = [s for s in self.video.speech if s[0] < end and s[1] > start]
         words: list[dict[str, Any]] = []
         for a, b, text in spoken:
@@ -348,20 +373,17 @@ class FakeStages:
                     }
                 )
         text = " ".join(s[2] for s in spoken)
-        uri = self._uri(call, f"transcript-{n:04d}.json")
+        uri = self._uri(call, f"{name}.json")
         self.transcripts[uri] = text
-        return self._ok(
-            call,
-            {
-                "text": text,
-                "words": words,
-                "segments": [{"start_s": a, "end_s": b, "text": t} for a, b, t in spoken],
-                "language": "en",
-                "duration_s": end - start,
-                "model": "fake",
-                "transcript_uri": uri,
-            },
-        )
+        return {
+            "text": text,
+            "words": words,
+            "segments": [{"start_s": a, "end_s": b, "text": t} for a, b, t in spoken],
+            "language": "en",
+            "duration_s": end - start,
+            "model": "fake",
+            "transcript_uri": uri,
+        }
 
     def sample_frames(self, call: Call) -> Reply:
         if not self.video.has_video:

@@ -120,6 +120,48 @@ def test_a_window_of_the_whole_audio_gives_that_sentence_at_absolute_times(
     h.check_words(out, offset=start)
 
 
+def test_windows_are_transcribed_together_and_split_back_per_sentence(
+    transcribe_url: str,
+    speech_uri: str,
+    speech: VideoTruth,
+    transcribe: Callable[..., dict[str, Any]],
+    transcript_checks: Any,
+    s3_server: Any,
+) -> None:
+    # What the orchestrator does with sentences that fit one Whisper window: one call, one
+    # part per sentence, each at absolute times inside its own window.
+    h = transcript_checks
+    spans = [(max(0.0, s.start_s - 0.2), s.end_s + 0.2) for s in speech.sentences]
+    rid = f"t-windows-{uuid.uuid4().hex[:8]}"
+    config = {"windows": [{"start_s": a, "end_s": b} for a, b in spans]}
+    out = transcribe(transcribe_url, speech_uri, rid, config=config, fanout=0)["outputs"]
+    assert len(out["parts"]) == len(speech.sentences)
+    for part, sentence, (start, end) in zip(out["parts"], speech.sentences, spans, strict=True):
+        assert h.wer(sentence.text, part["text"]) < h.MAX_WER, part["text"]
+        assert part["duration_s"] == pytest.approx(end - start, abs=0.01)
+        assert part["words"], part
+        for w in part["words"]:
+            assert start - 1e-3 <= w["start_s"] <= w["end_s"] <= end + 1e-3
+        for seg in part["segments"]:
+            assert start - 1e-3 <= seg["start_s"] <= seg["end_s"] <= end + 1e-3
+        # Each part is stored on its own, as a single-window transcript search can read.
+        stored = _stored(s3_server, part["transcript_uri"])
+        assert stored["text"] == part["text"] and stored["parts"] == []
+    assert [w["word"] for w in out["words"]] == [
+        w["word"] for p in out["parts"] for w in p["words"]
+    ]
+
+
+def test_windows_with_start_s_are_refused(
+    transcribe_url: str, speech_uri: str, invoke: Callable[..., Any]
+) -> None:
+    both = {"windows": [{"start_s": 0.0, "end_s": 1.0}], "start_s": 0.0}
+    body = {"request_id": f"t-both-{uuid.uuid4().hex[:8]}", "input": {"audio": speech_uri}}
+    response = invoke(transcribe_url, {**body, "config": both})
+    assert response.status_code == 400, response.text
+    assert "either windows or start_s" in response.text
+
+
 def test_a_window_after_the_end_or_reversed_is_refused(
     transcribe_url: str, speech_uri: str, invoke: Callable[..., Any]
 ) -> None:
