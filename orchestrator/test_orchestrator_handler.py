@@ -18,14 +18,7 @@ import pytest
 from base.storage import ObjectStore
 from harness.embedded.function_process import FunctionProcess, FunctionStartError
 from orchestrator.state import step_key
-from orchestrator.testing import PER_SENTENCE, Call, FakeStages, Reply, ScriptedGateway
-
-SPEECH = [
-    (1.0, 4.0, "the quick brown fox jumps"),
-    (6.0, 9.0, "please add two cups of flour"),
-    (11.0, 14.0, "the red bus stops here"),
-    (16.0, 19.0, "a dog walks by"),
-]
+from orchestrator.testing import PER_SENTENCE, SPEECH, Call, FakeStages, Reply, ScriptedGateway
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from orchestrator.pipeline import speech_packs
 from orchestrator.state import read_status, step_key
 from orchestrator.testing import (
     PER_SENTENCE,
+    SPEECH,
     Call,
     FakeStages,
     Reply,
@@ -25,12 +26,6 @@ from orchestrator.testing import (
     run_request,
 )
 
-SPEECH = [
-    (1.0, 4.0, "the quick brown fox jumps"),
-    (6.0, 9.0, "please add two cups of flour"),
-    (11.0, 14.0, "the red bus stops here"),
-    (16.0, 19.0, "a dog walks by"),
-]
 PERSON = ("person", 6.5, 13.0)  # visible in clips 1 and 2 only
 
 

@@ -19,6 +19,7 @@ from orchestrator.pipeline import PipelineSettings
 from orchestrator.state import RequestConflict, RequestState, read_status, state_key, step_key
 from orchestrator.testing import (
     PER_SENTENCE,
+    SPEECH,
     Call,
     FakeStages,
     Reply,
@@ -26,13 +27,6 @@ from orchestrator.testing import (
     error,
     run_request,
 )
-
-SPEECH = [
-    (1.0, 4.0, "the quick brown fox jumps"),
-    (6.0, 9.0, "please add two cups of flour"),
-    (11.0, 14.0, "the red bus stops here"),
-    (16.0, 19.0, "a dog walks by"),
-]
 
 
 def claim(state: RequestState, fp: str = "fp", resume: bool = True) -> Any:

@@ -34,6 +34,14 @@ def free_port() -> int:
 #: the per-call fan-out: concurrency, retries and resume of one sentence's call.
 PER_SENTENCE = {"speech_pack_s": 0}
 
+#: Four sentences of a 22 s fake video: (start_s, end_s, words).
+SPEECH = [
+    (1.0, 4.0, "the quick brown fox jumps"),
+    (6.0, 9.0, "please add two cups of flour"),
+    (11.0, 14.0, "the red bus stops here"),
+    (16.0, 19.0, "a dog walks by"),
+]
+
 
 @dataclass
 class Call:

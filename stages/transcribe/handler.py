@@ -351,19 +351,38 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
     words, segments, alternatives, detected = _transcribe(
         loaded, audio, duration, offset, cfg, ctx, language
     )
+    return _store(ctx, loaded, name, (words, segments, alternatives), detected, duration)
+
+
+def _store(
+    ctx: Context,
+    loaded: _Loaded,
+    name: str,
+    part: _Part,
+    language: str,
+    duration: float,
+    parts: list[Output] | None = None,
+) -> Output:
+    """The output for these words, stored as `name`: the stored transcript is exactly this
+    output, so readers can validate it with Output."""
+    words, segments, alternatives = part
     output = Output(
-        text=" ".join(s.text for s in segments),
+        text=" ".join(s.text for s in segments if s.text),
         words=words,
         segments=segments,
         alternatives=alternatives,
-        language=detected,
+        language=language,
         duration_s=round(duration, 3),
         model=loaded.name,
         transcript_uri=ctx.storage.uri(ctx.output_key(name)),
+        parts=parts or [],
     )
-    # The stored transcript is exactly this output, so readers can validate it with Output.
     ctx.upload_json(output.model_dump(mode="json"), name)
     return output
+
+
+#: One transcript's words, segments and alternatives.
+_Part = tuple[list[Word], list[Segment], list[Alternative]]
 
 
 class _AudioReader:
@@ -433,6 +452,10 @@ class _Span:
         self.packed_end = packed_end
         self.source_start = source_start
 
+    @property
+    def duration(self) -> float:
+        return self.packed_end - self.packed_start
+
     def distance(self, t: float) -> float:
         return max(self.packed_start - t, 0.0, t - self.packed_end)
 
@@ -471,39 +494,16 @@ def _transcribe_windows(
     )
     parts = _split(spans, words, segments, alternatives, cfg.time_offset_s)
     stem = name.removesuffix(".json")
-    outputs: list[Output] = []
-    for k, (span, (p_words, p_segments, p_alternatives)) in enumerate(
-        zip(spans, parts, strict=True)
-    ):
-        part_name = f"{stem}-{k:02d}.json"
-        part = Output(
-            text=" ".join(s.text for s in p_segments),
-            words=p_words,
-            segments=p_segments,
-            alternatives=p_alternatives,
-            language=detected,
-            duration_s=round(span.packed_end - span.packed_start, 3),
-            model=loaded.name,
-            transcript_uri=ctx.storage.uri(ctx.output_key(part_name)),
-        )
-        ctx.upload_json(part.model_dump(mode="json"), part_name)
-        outputs.append(part)
-    output = Output(
-        text=" ".join(p.text for p in outputs if p.text),
-        words=[w for p in outputs for w in p.words],
-        segments=[s for p in outputs for s in p.segments],
-        alternatives=[a for p in outputs for a in p.alternatives],
-        language=detected,
-        duration_s=round(sum(p.duration_s for p in outputs), 3),
-        model=loaded.name,
-        transcript_uri=ctx.storage.uri(ctx.output_key(name)),
-        parts=outputs,
+    outputs = [
+        _store(ctx, loaded, f"{stem}-{k:02d}.json", part, detected, span.duration)
+        for k, (span, part) in enumerate(zip(spans, parts, strict=True))
+    ]
+    whole: _Part = (
+        [w for p in outputs for w in p.words],
+        [s for p in outputs for s in p.segments],
+        [a for p in outputs for a in p.alternatives],
     )
-    ctx.upload_json(output.model_dump(mode="json"), name)
-    return output
-
-
-_Part = tuple[list[Word], list[Segment], list[Alternative]]
+    return _store(ctx, loaded, name, whole, detected, sum(p.duration_s for p in outputs), outputs)
 
 
 def _split(
