@@ -526,16 +526,23 @@ def request_prefix(request_id: str) -> str:
     return f"requests/{request_id}/"
 
 
-def expected_steps(result: Mapping[str, Any]) -> set[str]:
-    """The step records a finished request has: one per call of its DAG, none twice."""
+#: A sentence's transcript inside its transcribe call's: transcript-{first clip}-{k}.json.
+TRANSCRIPT_PART = r"transcribe/transcript-(\d{4})-(\d{2})\.json"
+
+
+def expected_steps(result: Mapping[str, Any], packs: Iterable[int] | None = None) -> set[str]:
+    """The step records a finished request has: one per call of its DAG, none twice. `packs`:
+    the first clip of each transcribe call (sentences sharing one Whisper window share one
+    call); None: one call per clip."""
     steps = {"import", "sha256", "extract-audio"}
     clips = [int(c["index"]) for c in result.get("clips") or []]
     if result.get("video", {}).get("has_audio"):
         steps.add("segment-speech")
     if clips:
         steps |= {"cut-clips", "search"}
+    steps |= {f"transcribe-{i:04d}" for i in (clips if packs is None else packs)}
     for i in clips:
-        steps |= {f"transcode-clip-{i:04d}", f"transcribe-{i:04d}"}
+        steps.add(f"transcode-clip-{i:04d}")
         if result.get("video", {}).get("has_video"):
             steps |= {f"sample-frames-{i:04d}", f"detect-objects-{i:04d}-00"}
     return steps
@@ -555,17 +562,23 @@ def output_problems(keys: Iterable[str], result: Mapping[str, Any]) -> list[str]
     for required in ("result.json", "state.json"):
         if required not in keys:
             problems.append(f"no {required}")
+    # Each clip's transcript is part k of the call that began at clip p (p + k = the clip), and
+    # each such call also stored its whole transcript as transcript-{p}.json.
+    parts = [(int(m[1]), int(m[2])) for k in keys if (m := re.fullmatch(TRANSCRIPT_PART, k))]
+    packs = sorted({p for p, _ in parts})
+    if sorted(p + k for p, k in parts) != clips:
+        problems.append(f"{TRANSCRIPT_PART}: parts {sorted(parts)} for clips {clips}")
     steps = {k[len("steps/") : -len(".json")] for k in keys if k.startswith("steps/")}
-    if steps != expected_steps(result):
-        want = expected_steps(result)
+    want = expected_steps(result, packs)
+    if steps != want:
         problems.append(f"steps missing {sorted(want - steps)}, extra {sorted(steps - want)}")
-    for pattern in (
-        r"cut-clips/clip-(\d{4})\.mp4",
-        r"transcode-clip/clip-(\d{4})\.mp4",
-        r"transcode-clip/clip-(\d{4})\.wav",
-        r"transcribe/transcript-(\d{4})\.json",
+    for pattern, expected in (
+        (r"cut-clips/clip-(\d{4})\.mp4", clips),
+        (r"transcode-clip/clip-(\d{4})\.mp4", clips),
+        (r"transcode-clip/clip-(\d{4})\.wav", clips),
+        (r"transcribe/transcript-(\d{4})\.json", packs),
     ):
         found = sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(pattern, k)))
-        if found != clips:
-            problems.append(f"{pattern}: indexes {found} for clips {clips}")
+        if found != expected:
+            problems.append(f"{pattern}: indexes {found}, expected {expected}")
     return problems
