@@ -44,10 +44,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.backends.cluster.images import REPOSITORY_PREFIX, commit_tag, push_layouts
+    from harness.backends.cluster.images import (
+        REPOSITORY_PREFIX,
+        commit_tag,
+        find_layouts,
+        push_layouts,
+    )
     from harness.backends.cluster.tools import ClusterError, Runner, missing_tools
     from harness.functions import load
 
+    try:
+        # What Bazel has not built is named first: it is the step before skopeo is needed.
+        find_layouts(load().functions, args.image_dir)
+    except ClusterError as exc:
+        print(f"vsearch images push: {exc}", file=sys.stderr)
+        return 1
     if missing_tools(["skopeo"]):
         print("vsearch images push: skopeo is missing (apt-get install skopeo)", file=sys.stderr)
         return 2

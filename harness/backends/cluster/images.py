@@ -85,18 +85,8 @@ def pushed_digest(runner: Runner, registry: str, function: str, tag: str) -> str
     return "sha256:" + hashlib.sha256(raw.stdout.encode()).hexdigest()
 
 
-def push_layouts(
-    runner: Runner,
-    declarations: Sequence[FunctionDeclaration],
-    image_dir: Path,
-    registry: str,
-    tag: str,
-    *,
-    expected: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """skopeo-copy every function's layout to ``<registry>/vsearch/<function>:<tag>`` and return
-    the digests read back from the registry, each checked against the layout's own digest (and
-    ``expected`` when given). Missing layouts are all named in one error."""
+def find_layouts(declarations: Sequence[FunctionDeclaration], image_dir: Path) -> dict[str, Path]:
+    """Each function's OCI layout under ``image_dir``; the missing ones all named in one error."""
     layouts: dict[str, Path] = {}
     missing = []
     for decl in declarations:
@@ -110,6 +100,22 @@ def push_layouts(
             "function images are missing: " + "; ".join(missing) + ". Build them first "
             "(bazel build //... writes bazel-bin/<package>/index), or pass the right image_dir."
         )
+    return layouts
+
+
+def push_layouts(
+    runner: Runner,
+    declarations: Sequence[FunctionDeclaration],
+    image_dir: Path,
+    registry: str,
+    tag: str,
+    *,
+    expected: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """skopeo-copy every function's layout to ``<registry>/vsearch/<function>:<tag>`` and return
+    the digests read back from the registry, each checked against the layout's own digest (and
+    ``expected`` when given). Missing layouts are all named in one error."""
+    layouts = find_layouts(declarations, image_dir)
     tls = "false" if is_loopback(registry) else "true"
     digests: dict[str, str] = {}
     for name, layout in layouts.items():
