@@ -65,6 +65,9 @@ class ReplicaStatus(BaseModel):
     state: Literal["starting", "ready", "draining", "stopping", "dead"]
     url: str
     inflight: int
+    #: How long the newest call in flight has run (None between calls): fault tests kill a call
+    #: that has just begun, not one whose answer is already on its way.
+    newest_call_s: float | None = None
     invocations: int
     #: Callers that waited for this replica's process to start.
     cold_start_waits: int

@@ -131,6 +131,8 @@ class Replica:
     invocations: int = 0
     cold_start_waits: int = 0
     last_used: float = field(default_factory=time.monotonic)
+    #: When the newest call was handed to this replica (monotonic seconds).
+    last_call_at: float | None = None
     stats: GroupStats = field(default_factory=lambda: GroupStats(0, 0, 0.0, 0))
     oom_seen: int = 0
     #: When the monitor last saw the group's OOM counter rise (monotonic seconds).
@@ -167,6 +169,11 @@ class Replica:
             state=self.state,
             url=self.url,
             inflight=self.inflight,
+            newest_call_s=(
+                round(time.monotonic() - self.last_call_at, 4)
+                if self.inflight and self.last_call_at is not None
+                else None
+            ),
             invocations=self.invocations,
             cold_start_waits=self.cold_start_waits,
             start_s=None if self.start_s is None else round(self.start_s, 4),
@@ -364,7 +371,7 @@ class ReplicaSet:
             replica.inflight += 1
         replica.invocations += 1
         now = time.monotonic()
-        replica.last_used = now
+        replica.last_used = replica.last_call_at = now
         cold = 0.0
         if replica.ready_monotonic is not None and replica.ready_monotonic > arrived:
             cold = replica.ready_monotonic - arrived

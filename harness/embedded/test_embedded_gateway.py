@@ -284,6 +284,7 @@ def test_a_replica_killed_mid_call_is_a_502_and_is_replaced(
     platform: EmbeddedPlatform, http: httpx.Client
 ) -> None:
     before = _ok(http.post("/function/fragile", json=_body(message="before")))
+    assert platform.function("fragile")["vsearch"]["replicas"][0]["newest_call_s"] is None
     # Between calls, a busy-only kill refuses (the fault tests' kill must land in a call).
     with pytest.raises(httpx.HTTPStatusError) as idle:
         platform.kill_replica("fragile", busy_only=True)
@@ -297,6 +298,11 @@ def test_a_replica_killed_mid_call_is_a_502_and_is_replaced(
     while platform.function("fragile")["vsearch"]["inflight"] < 1:
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    # The call's age lets a fault test kill a call that has just begun, not one answering.
+    first = platform.function("fragile")["vsearch"]["replicas"][0]["newest_call_s"]
+    time.sleep(0.2)
+    later = platform.function("fragile")["vsearch"]["replicas"][0]["newest_call_s"]
+    assert 0 <= first < later < 10, (first, later)
 
     killed = platform.kill_replica("fragile", busy_only=True)
     caller.join(15)

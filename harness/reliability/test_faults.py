@@ -42,6 +42,8 @@ KILLED = ("transcode-clip", "transcribe")
 #: How long a call may get going before its kill, so it lands inside the handler: transcode-clip
 #: calls take ~0.1-0.25 s on 3 replicas, so a longer wait would see every one of them finish.
 SETTLE_S = {"transcode-clip": 0.05}
+#: A call first seen this long past its settle time is left alone (it may be answering).
+FRESH_SLACK_S = 0.1
 #: Steps the orchestrator does itself (copy, hash): recorded and reused, but not function calls.
 LOCAL_STEPS = frozenset({"import", "sha256"})
 
@@ -97,22 +99,34 @@ class Killer:
         self._stop.set()
         self._thread.join(10)
 
-    def _busy(self, function: str) -> str | None:
+    def _fresh_call(self, function: str, settle_s: float) -> tuple[str, float] | None:
+        """A replica whose call began at most `settle_s` (+ a poll's slack) ago, and its age.
+
+        A call that has run longer may be about to answer: a kill after the replica wrote its
+        answer reaches nobody, and the test would see no retry (CI: transcribe, killed at the
+        end of its one call per request)."""
         replicas = self.rig.platform.function(function)["vsearch"]["replicas"]
-        busy = [r["name"] for r in replicas if r["state"] == "ready" and r["inflight"] > 0]
-        return busy[0] if busy else None
+        fresh = [
+            (r["name"], r["newest_call_s"])
+            for r in replicas
+            if r["state"] == "ready"
+            and r["inflight"] > 0
+            and r["newest_call_s"] is not None
+            and r["newest_call_s"] <= settle_s + FRESH_SLACK_S
+        ]
+        return min(fresh, key=lambda f: f[1]) if fresh else None
 
     def _run(self) -> None:
         for function in self.functions:
+            settle_s = SETTLE_S.get(function, self.settle_s)
             while not self._stop.is_set():
-                replica = self._busy(function)
-                if replica is None:
-                    self._stop.wait(0.05)
+                found = self._fresh_call(function, settle_s)
+                if found is None:
+                    self._stop.wait(0.02)
                     continue
-                if self._stop.wait(SETTLE_S.get(function, self.settle_s)):
+                replica, age_s = found
+                if self._stop.wait(max(0.0, settle_s - age_s)):
                     return
-                if self._busy(function) != replica:  # it finished meanwhile: wait again
-                    continue
                 try:
                     # Busy-only: short calls (transcode-clip's ~0.1 s) end between our look
                     # and the kill; the gateway checks and kills in one step.
