@@ -5,13 +5,15 @@ gateway and behind our embedded gateway alike:
 - `POST /` invokes; `GET /_/health` answers as soon as the port is open, `/_/ready` once init
   (model load) is done, and a call that arrives during init waits for it;
 - `exec_timeout` answers 504 and stops the work (child processes killed, handler cancelled);
-- `max_inflight` answers 429 when every slot is busy and `max_queued` calls already wait for one;
+- `max_inflight` answers 429 when every slot is busy and `max_queued` calls already wait for one
+  (they get freed slots in arrival order);
 - every response carries `X-Duration-Seconds`; errors are JSON without stack traces.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -193,9 +195,9 @@ class FunctionServer:
             max_workers=settings.max_inflight, thread_name_prefix=function.name
         )
         self._slots = threading.BoundedSemaphore(settings.max_inflight)
-        #: Calls waiting for a slot, and the event a worker thread sets when it frees one.
-        self._waiting = 0
-        self._slot_freed: asyncio.Event | None = None
+        #: Calls waiting for a slot, oldest first; a freed slot is handed to the first of them.
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        #: The server's loop (releases from worker threads go there; None: called in-process).
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ready = False
         self._ready_event = threading.Event()
@@ -328,33 +330,49 @@ class FunctionServer:
         return "all max_inflight slots are busy"
 
     async def _take_slot(self, wait_until: float) -> bool:
-        """A free slot now, or after waiting among at most max_queued callers (bounded)."""
-        if self._slots.acquire(blocking=False):
+        """A free slot now, or after waiting in line among at most max_queued callers: first
+        come, first served, and a newcomer never takes a freed slot from one already waiting."""
+        # Known before any slot is taken, so every release from a worker thread goes through
+        # the loop and sees the line as it is.
+        self._loop = asyncio.get_running_loop()
+        if not self._waiters and self._slots.acquire(blocking=False):
             return True
-        if self._waiting >= self.settings.max_queued:
+        if len(self._waiters) >= self.settings.max_queued:
             return False
-        if self._slot_freed is None:
-            self._slot_freed, self._loop = asyncio.Event(), asyncio.get_running_loop()
-        self._waiting += 1
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append(waiter)
+        got = False
         try:
-            while True:
-                self._slot_freed.clear()
-                if self._slots.acquire(blocking=False):
-                    return True
-                remaining = wait_until - time.monotonic()
-                if remaining <= 0:
-                    return False
-                # The timeout is a backstop: the release's wake-up crosses threads.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._slot_freed.wait(), min(remaining, 0.5))
+            # wait_for returns normally if the slot was handed over just as the time ran out.
+            await asyncio.wait_for(waiter, max(0.0, wait_until - time.monotonic()))
+            got = True
+        except TimeoutError:
+            pass
         finally:
-            self._waiting -= 1
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            if not got and waiter.done() and not waiter.cancelled():
+                # Handed a slot just as this caller went away (a disconnect): pass it on.
+                self._pass_slot()
+        return got
 
     def _release_slot(self) -> None:
+        """Any thread: the slot goes to the first caller in line, else back to the pool."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                loop.call_soon_threadsafe(self._pass_slot)
+                return
         self._slots.release()
-        loop, freed = self._loop, self._slot_freed
-        if loop is not None and freed is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(freed.set)
+
+    def _pass_slot(self) -> None:
+        """On the event loop: hand the freed slot over (it stays taken), or put it back."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._slots.release()
 
     async def _read_json(self, request: Request) -> Any:
         declared = request.headers.get("content-length")

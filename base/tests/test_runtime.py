@@ -181,6 +181,32 @@ def test_max_queued_calls_wait_for_a_slot_and_the_next_one_is_refused(
         proc.stop()
 
 
+def test_queued_calls_get_the_slot_first_come_first_served(
+    s3_server: Any, tmp_path: Path
+) -> None:
+    # B waits longer than C, and across the runtime's old 0.5 s re-wait (which put B behind C).
+    proc = start(s3_server, tmp_path, max_inflight="1", max_queued="2")
+    finished: dict[str, float] = {}
+
+    def timed(name: str, payload: dict[str, Any]) -> httpx.Response:
+        response = post(proc, payload)
+        finished[name] = time.monotonic()
+        return response
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            slow = pool.submit(timed, "A", body("child", seconds=1.25))
+            time.sleep(0.1)
+            first = pool.submit(timed, "B", body("child", seconds=0.4))
+            time.sleep(0.2)
+            second = pool.submit(timed, "C", body("child", seconds=0.4))
+            answers = [f.result() for f in (slow, first, second)]
+        assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+        assert finished["A"] < finished["B"] < finished["C"], finished
+    finally:
+        proc.stop()
+
+
 @pytest.mark.parametrize(
     ("payload", "status", "code"),
     [
