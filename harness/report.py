@@ -22,7 +22,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the headless backend
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from harness.functions import load as load_functions
 from harness.records import RequestRecord
@@ -33,6 +33,17 @@ from harness.workload import LoadSummary
 SCHEMA = "vsearch-bench/1"
 RESULTS = "results.json"
 MIB = float(1 << 20)
+
+
+class BurstFloor(BaseModel):
+    """The earliest a burst's median request can finish, given the CPU the run measured."""
+
+    floor_s: float
+    #: The median's place among the burst's requests (2 of 3): no schedule finishes it before
+    #: that many requests' work is done, and oldest-first service does no more than that.
+    requests: int
+    cpu_s_per_request: float
+    cores: float
 
 
 class RegimeResult(BaseModel):
@@ -50,6 +61,12 @@ class RegimeResult(BaseModel):
     @property
     def passed(self) -> bool:
         return not self.violations
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def burst_floor(self) -> BurstFloor | None:
+        """A burst's median against its CPU floor, in results.json too (see burst_cpu_floor)."""
+        return burst_cpu_floor(self)
 
 
 class RunResults(BaseModel):
@@ -587,6 +604,10 @@ def render_summary(regimes: Sequence[RegimeResult]) -> str:
     if cold:
         parts.append("")
         parts += cold
+    floors = render_burst_floors(regimes)
+    if floors:
+        parts.append("")
+        parts += floors
     problems = [v.message for reg in regimes for v in reg.violations]
     if problems:
         parts.append("")
@@ -754,6 +775,46 @@ def render_cold_starts(regimes: Sequence[RegimeResult]) -> list[str]:
         lines.append(line)
         if waits:
             lines.append("  waits p50/max: " + ", ".join(waits))
+    return lines
+
+
+def burst_cpu_floor(regime: RegimeResult) -> BurstFloor | None:
+    """For a burst regime: `requests` requests' host-wide CPU (replicas, gateway, S3 server,
+    anything else running) spread over every core, the median's lower bound. p50 near it
+    means the time went to CPU, not to cold starts or scheduling."""
+    res, load = regime.resources, regime.load
+    if res is None or load is None or load.kind != "burst" or not res.cores:
+        return None
+    ok = round((res.throughput_ok_per_s or 0.0) * res.window_s)
+    if not ok or res.host_busy_cpu_s is None or load.issued < 1:
+        return None
+    per = res.host_busy_cpu_s / ok
+    k = (load.issued + 1) // 2
+    return BurstFloor(
+        floor_s=k * per / res.cores, requests=k, cpu_s_per_request=per, cores=res.cores
+    )
+
+
+def render_burst_floors(regimes: Sequence[RegimeResult]) -> list[str]:
+    steady = next((r for r in regimes if r.name == "warm-steady"), None)
+    steady_p50 = steady.summary.latency_ok_s.p50 if steady is not None else None
+    lines = []
+    for reg in regimes:
+        floor = burst_cpu_floor(reg)
+        if floor is None:
+            continue
+        p50 = reg.summary.latency_ok_s.p50
+        line = (
+            f"{reg.name}: p50 {_s(p50)} against a CPU floor of {floor.floor_s:.2f}s "
+            f"({floor.requests} requests x {floor.cpu_s_per_request:.2f} host CPU-s on "
+            f"{floor.cores:g} cores: the median cannot finish sooner at this CPU per request)"
+        )
+        if steady_p50 and p50 is not None:
+            line += (
+                f"; over warm-steady p50: p50 {p50 / steady_p50:.2f}x, "
+                f"floor {floor.floor_s / steady_p50:.2f}x"
+            )
+        lines.append(line)
     return lines
 
 

@@ -19,6 +19,7 @@ from harness.regimes import Thresholds, evaluate
 from harness.report import (
     RegimeResult,
     _function_names,
+    burst_cpu_floor,
     compare,
     format_table,
     load_results,
@@ -26,7 +27,7 @@ from harness.report import (
     versions_line,
     write_report,
 )
-from harness.stats import summarize
+from harness.stats import resource_use, summarize
 from harness.synthetic import MIB, synthetic_platform, synthetic_records
 from harness.workload import LoadSummary
 
@@ -231,3 +232,50 @@ def test_functions_are_listed_in_the_declared_pipeline_order_then_by_name() -> N
     regime = SimpleNamespace(summary=SimpleNamespace(functions=seen))
     names = _function_names([regime])  # type: ignore[list-item]
     assert names == ["orchestrator", "extract-audio", "search", "a-extra", "zz-extra"]
+
+
+def test_a_burst_median_is_set_against_the_cpu_floor_of_the_requests_before_it() -> None:
+    regimes = _regimes(latency=1.0)
+    records = synthetic_records(3, base_latency_s=4.0, seed=4)
+    burst = RegimeResult(
+        name="cold-burst",
+        summary=summarize(records, regime="cold-burst", platform=_platform()),
+        load=_load(records, "burst"),
+        records=records,
+        # 3 ok requests used 9 host CPU-s in a 4.5 s window on 2 cores: 3 CPU-s each.
+        resources=resource_use(
+            records, cores=2.0, window_s=4.5, ok=3, host_busy_cpu_s=9.0, harness_cpu_s=0.5
+        ),
+    )
+    floor = burst_cpu_floor(burst)
+    # The median of 3 is the 2nd to finish: 2 requests' 3 CPU-s on 2 cores, 3 s at the earliest.
+    assert floor is not None and floor.requests == 2
+    assert floor.cpu_s_per_request == pytest.approx(3.0)
+    assert floor.floor_s == pytest.approx(3.0)
+    # Steady regimes have no such floor; the summary says where the burst stands against it.
+    assert burst_cpu_floor(regimes[0]) is None
+    text = render_summary([regimes[0], burst])
+    steady_p50 = regimes[0].summary.latency_ok_s.p50
+    assert "cold-burst: p50" in text and "CPU floor of 3.00s" in text
+    assert f"floor {3.0 / steady_p50:.2f}x" in text
+    # Without the host's CPU figure there is no floor to show.
+    burst.resources = resource_use(records, cores=2.0, window_s=4.5, ok=3)
+    assert burst_cpu_floor(burst) is None and "CPU floor" not in render_summary([burst])
+
+
+def test_results_json_carries_the_burst_floor(tmp_path: Path) -> None:
+    records = synthetic_records(3, base_latency_s=4.0, seed=5)
+    burst = RegimeResult(
+        name="warm-burst",
+        summary=summarize(records, regime="warm-burst", platform=_platform()),
+        load=_load(records, "burst"),
+        records=records,
+        resources=resource_use(
+            records, cores=2.0, window_s=4.0, ok=3, host_busy_cpu_s=6.0, harness_cpu_s=0.5
+        ),
+    )
+    write_report(tmp_path, [burst], plots=False)
+    saved = json.loads((tmp_path / "results.json").read_text())["regimes"][0]["burst_floor"]
+    assert saved == {"floor_s": 2.0, "requests": 2, "cpu_s_per_request": 2.0, "cores": 2.0}
+    # Results written before the field existed, and this run's, read back alike.
+    assert load_results(tmp_path).regimes[0].burst_floor == burst.burst_floor
