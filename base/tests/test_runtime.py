@@ -181,9 +181,7 @@ def test_max_queued_calls_wait_for_a_slot_and_the_next_one_is_refused(
         proc.stop()
 
 
-def test_queued_calls_get_the_slot_first_come_first_served(
-    s3_server: Any, tmp_path: Path
-) -> None:
+def test_queued_calls_get_the_slot_first_come_first_served(s3_server: Any, tmp_path: Path) -> None:
     # B waits longer than C, and across the runtime's old 0.5 s re-wait (which put B behind C).
     proc = start(s3_server, tmp_path, max_inflight="1", max_queued="2")
     finished: dict[str, float] = {}
