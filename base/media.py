@@ -180,7 +180,7 @@ def require_duration(info: MediaInfo, max_duration_s: float) -> None:
 
 def run(runner: ProcessRunner, stream: Any, *, what: str) -> Completed:
     """Run an ffmpeg-python graph; a failure on the input is the caller's 422, else a 500."""
-    args = ffmpeg.compile(stream, cmd="ffmpeg", overwrite_output=True)
+    args = ffmpeg.compile(stream, cmd=ffmpeg_binary(), overwrite_output=True)
     args = with_threads(args, _output_files(stream), ffmpeg_threads())
     args = [args[0], "-nostdin", "-hide_banner", "-loglevel", "error", *args[1:]]
     done = runner.run(args)
@@ -202,6 +202,18 @@ def run(runner: ProcessRunner, stream: Any, *, what: str) -> Completed:
 #: one per core). manifests/functions.yaml sets 1 for the ffmpeg functions: their replicas run
 #: side by side on few cores, where more threads only add start-up and hand-off work.
 THREADS_ENV = "FFMPEG_THREADS"
+#: Which ffmpeg runs the stages' graphs: a path or a name on PATH (`ffmpeg`: the system's).
+BINARY_ENV = "VSEARCH_FFMPEG"
+
+
+def ffmpeg_binary() -> str:
+    """VSEARCH_FFMPEG (a path, or a name on PATH), else the system's `ffmpeg`.
+
+    Debian's ffmpeg links 215 shared libraries: each start costs 45-60 ms of CPU, 62% of it in
+    the dynamic linker's symbol lookup (perf), and a request starts ffmpeg 10 times. A static
+    build starts in about 1 ms: README, "A static ffmpeg", for the A/B and why it is not the
+    default."""
+    return os.environ.get(BINARY_ENV, "").strip() or "ffmpeg"
 
 
 def ffmpeg_threads() -> int | None:
@@ -273,6 +285,10 @@ def _looks_like_bad_input(stderr: str) -> bool:
         "corrupt",
         "truncat",
         "matches no streams",
+        # ffmpeg 7+ (the static build): a truncated input's decoder gives up, or its streams
+        # deliver nothing at all.
+        "decode error rate",
+        "received no packets",
     )
     return any(m.lower() in stderr.lower() for m in markers)
 

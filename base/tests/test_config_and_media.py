@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import pytest
 from base.config import ConfigError, RuntimeSettings, StorageSettings
 from base.errors import BadInput, InputTooLarge
 from base.media import (
+    _looks_like_bad_input,
     _output_files,
+    ffmpeg_binary,
     ffmpeg_threads,
     known_or_probe,
     mp4_duration,
@@ -148,3 +151,40 @@ def test_errors_name_a_presigned_input_without_its_signature() -> None:
     clean = _without_paths(text, ["ffmpeg", "-i", url])
     assert clean.startswith("talk.mp4: Invalid data found")
     assert "0123abcd" not in clean and "feedbeef" not in clean and "AKIDEXAMPLE" not in clean
+
+
+def test_vsearch_ffmpeg_chooses_the_binary_every_graph_runs_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system = shutil.which("ffmpeg")
+    assert system is not None
+    chosen = tmp_path / "my-ffmpeg"
+    chosen.symlink_to(system)
+    runner = ProcessRunner(tmp_path, threading.Event(), deadline=float("inf"))
+    graph = ffmpeg.input("anullsrc", f="lavfi", t="0.1").output(str(tmp_path / "a.wav"))
+    monkeypatch.setenv("VSEARCH_FFMPEG", str(chosen))
+    assert ffmpeg_binary() == str(chosen)
+    run(runner, graph, what="silence")
+    assert (tmp_path / "a.wav").stat().st_size > 44
+    # It is really used: a binary that is not there fails the run.
+    monkeypatch.setenv("VSEARCH_FFMPEG", str(tmp_path / "missing"))
+    with pytest.raises(OSError):
+        run(runner, graph, what="silence")
+    monkeypatch.delenv("VSEARCH_FFMPEG")
+    assert ffmpeg_binary() == "ffmpeg"
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        # ffmpeg 7+ on a truncated mp4 (measured with ffmpeg 9.0.2, the static build).
+        "[dec:h264 @ 0x5617] Decode error rate 1 exceeds maximum 0.666667",
+        "[out#0/mp4 @ 0x5562] Nothing was written into output file, because at least one of "
+        "its streams received no packets.",
+        # ffmpeg 5 (Debian bookworm)
+        "moov atom not found",
+    ],
+)
+def test_a_truncated_input_is_bad_input_in_either_ffmpegs_words(stderr: str) -> None:
+    assert _looks_like_bad_input(stderr)
+    assert not _looks_like_bad_input("Conversion failed! out of memory")
