@@ -234,19 +234,30 @@ def test_functions_are_listed_in_the_declared_pipeline_order_then_by_name() -> N
     assert names == ["orchestrator", "extract-audio", "search", "a-extra", "zz-extra"]
 
 
-def test_a_burst_median_is_set_against_the_cpu_floor_of_the_requests_before_it() -> None:
-    regimes = _regimes(latency=1.0)
-    records = synthetic_records(3, base_latency_s=4.0, seed=4)
-    burst = RegimeResult(
-        name="cold-burst",
-        summary=summarize(records, regime="cold-burst", platform=_platform()),
+def _burst(name: str, *, seed: int, window_s: float, host_busy_cpu_s: float) -> RegimeResult:
+    """A burst of 3 ok requests on 2 cores with the host's CPU over the window."""
+    records = synthetic_records(3, base_latency_s=4.0, seed=seed)
+    return RegimeResult(
+        name=name,
+        summary=summarize(records, regime=name, platform=_platform()),
         load=_load(records, "burst"),
         records=records,
-        # 3 ok requests used 9 host CPU-s in a 4.5 s window on 2 cores: 3 CPU-s each.
         resources=resource_use(
-            records, cores=2.0, window_s=4.5, ok=3, host_busy_cpu_s=9.0, harness_cpu_s=0.5
+            records,
+            cores=2.0,
+            window_s=window_s,
+            ok=3,
+            host_busy_cpu_s=host_busy_cpu_s,
+            harness_cpu_s=0.5,
         ),
     )
+
+
+def test_a_burst_median_is_set_against_the_cpu_floor_of_the_requests_before_it() -> None:
+    regimes = _regimes(latency=1.0)
+    # 3 ok requests used 9 host CPU-s in a 4.5 s window on 2 cores: 3 CPU-s each.
+    burst = _burst("cold-burst", seed=4, window_s=4.5, host_busy_cpu_s=9.0)
+    records = burst.records
     floor = burst_cpu_floor(burst)
     # The median of 3 is the 2nd to finish: 2 requests' 3 CPU-s on 2 cores, 3 s at the earliest.
     assert floor is not None and floor.requests == 2
@@ -264,16 +275,7 @@ def test_a_burst_median_is_set_against_the_cpu_floor_of_the_requests_before_it()
 
 
 def test_results_json_carries_the_burst_floor(tmp_path: Path) -> None:
-    records = synthetic_records(3, base_latency_s=4.0, seed=5)
-    burst = RegimeResult(
-        name="warm-burst",
-        summary=summarize(records, regime="warm-burst", platform=_platform()),
-        load=_load(records, "burst"),
-        records=records,
-        resources=resource_use(
-            records, cores=2.0, window_s=4.0, ok=3, host_busy_cpu_s=6.0, harness_cpu_s=0.5
-        ),
-    )
+    burst = _burst("warm-burst", seed=5, window_s=4.0, host_busy_cpu_s=6.0)
     write_report(tmp_path, [burst], plots=False)
     saved = json.loads((tmp_path / "results.json").read_text())["regimes"][0]["burst_floor"]
     assert saved == {"floor_s": 2.0, "requests": 2, "cpu_s_per_request": 2.0, "cores": 2.0}
