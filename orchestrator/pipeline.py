@@ -30,7 +30,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from base.errors import FunctionError, InputTooLarge
+from base.errors import FunctionError, InputTooLarge, StorageUnavailable
 from base.storage import ObjectStore
 from base.telemetry import log
 from orchestrator.client import Deadline, GatewayClient, StageError
@@ -90,6 +90,9 @@ class PipelineSettings:
     progress_interval_s: float = 1.0
     #: Memory limit per function (bytes) when the gateway does not send it per response.
     memory_limits: dict[str, int] = field(default_factory=dict)
+    #: Waits before each further try to record a failed request's error while storage is
+    #: unavailable (an S3 restart took 11 s in CI), so the answer never contradicts the state.
+    error_record_waits_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def _step_tag(index: int) -> str:
@@ -227,15 +230,31 @@ class Pipeline:
         # Shielded: a cancelled request must still leave `error` behind, or pollers would see
         # `running` until the lease expires.
         async def write() -> None:
-            try:
-                await asyncio.to_thread(self.state.finish_error, info)
-            except Exception as exc:
-                log(
-                    "state_write_failed",
-                    level="warning",
-                    request_id=self.request_id,
-                    error=repr(exc),
-                )
+            waits = self.settings.error_record_waits_s
+            for attempt in range(len(waits) + 1):
+                try:
+                    await asyncio.to_thread(self.state.finish_error, info)
+                    break
+                except StorageUnavailable as exc:
+                    final = attempt == len(waits)
+                    log(
+                        "state_write_failed",
+                        level="error" if final else "warning",
+                        request_id=self.request_id,
+                        error=repr(exc),
+                        attempt=attempt + 1,
+                        retry_in_s=None if final else waits[attempt],
+                    )
+                    if not final:
+                        await asyncio.sleep(waits[attempt])
+                except Exception as exc:
+                    log(
+                        "state_write_failed",
+                        level="warning",
+                        request_id=self.request_id,
+                        error=repr(exc),
+                    )
+                    break
             await self._progress("error")
 
         task = asyncio.ensure_future(write())

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from base.errors import InputNotFound, InvalidRequest
+from base.errors import InputNotFound, InvalidRequest, StorageUnavailable
 from base.storage import ObjectStore
 from orchestrator.client import StageError
-from orchestrator.contracts import Output
-from orchestrator.pipeline import speech_packs
-from orchestrator.state import read_status, step_key
+from orchestrator.contracts import ErrorInfo, Output
+from orchestrator.pipeline import PipelineSettings, speech_packs
+from orchestrator.state import RequestState, read_status, step_key
 from orchestrator.testing import (
     PER_SENTENCE,
     SPEECH,
@@ -322,3 +322,42 @@ def test_missing_upload_is_a_404_recorded_in_the_state(
     status = read_status(store, rid)
     assert status is not None and status["status"] == "error"
     assert status["error"]["status"] == 404
+
+
+@pytest.mark.parametrize(("outage", "recorded"), [(2, True), (9, False)])
+def test_a_failure_is_recorded_once_storage_is_back(
+    fake: Callable[..., FakeStages],
+    gateway: Callable[..., ScriptedGateway],
+    put_upload: Callable[..., str],
+    store: ObjectStore,
+    rid: str,
+    monkeypatch: pytest.MonkeyPatch,
+    outage: int,
+    recorded: bool,
+) -> None:
+    # CI: an S3 restart (11 s) swallowed the error's state write, and the request answered 502
+    # while its state said running. The write is tried again while storage is unavailable.
+    handlers = speech_video(fake).handlers()
+    handlers["cut-clips"] = lambda call: error(call, 422, "bad_input", "not decodable")
+    gw = gateway(handlers)
+    real = RequestState.finish_error
+    tries: list[int] = []
+
+    def flaky(self: RequestState, info: ErrorInfo) -> None:
+        tries.append(1)
+        if len(tries) <= outage:
+            raise StorageUnavailable("object store unreachable: ConnectError")
+        real(self, info)
+
+    monkeypatch.setattr(RequestState, "finish_error", flaky)
+    settings = PipelineSettings(error_record_waits_s=(0.01, 0.01, 0.01, 0.01))
+    with pytest.raises(StageError):
+        run_request(store, gw.url, rid, put_upload(), {"query": "flour"}, settings=settings)
+    status = read_status(store, rid)
+    assert status is not None
+    if recorded:
+        assert len(tries) == outage + 1
+        assert status["status"] == "error" and status["error"]["code"] == "bad_input"
+    else:  # it gives up after its waits, and says so in the log (state_write_failed, error)
+        assert len(tries) == 5
+        assert status["status"] == "running"
