@@ -186,12 +186,15 @@ def test_k8s_leaves_a_minio_that_was_there_before_it(world: FakeCluster) -> None
     platform.left_up = True
     platform.save_state()
     regimes = _backend(world, openfaas="existing", workdir=world.tmp / "regimes")
-    regimes.deploy(load().functions)
     try:
+        regimes.deploy(load().functions)
         saved = json.loads((world.tmp / "regimes" / k8s.STATE_FILE).read_text())
         assert saved["storage_deployed"] is False
     finally:
         regimes.teardown()
+        # Left up, so it deletes nothing; it only stops its port-forwards, which would
+        # otherwise outlive the test run.
+        platform.teardown()
     objects = [o for d in _deleted(world) for o in d["objects"]]
     assert str(world.manifests / "minio" / "minio.yaml") not in objects
     assert f"{km.STORAGE_NAMESPACE}/minio" in world.state()["deployments"]
