@@ -225,7 +225,9 @@ def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.6g}"
+        # Microseconds, not significant digits: `:.6g` wrote a Unix time (started_at) as
+        # 1.79658e+09, 1000 s coarse, so no two invocations of a run could be ordered.
+        return repr(round(value, 6))
     return value
 
 

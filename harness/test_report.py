@@ -135,6 +135,23 @@ def test_report_writes_every_file(tmp_path: Path) -> None:
     assert loaded.regimes[0].records[3].latency_s == regimes[0].records[3].latency_s
 
 
+def test_invocations_csv_keeps_unix_times_to_the_microsecond(tmp_path: Path) -> None:
+    regimes = _regimes()[:1]
+    invocations = [inv for r in regimes[0].records for inv in r.invocations]
+    for i, inv in enumerate(invocations):
+        # Distinct sends a few ms apart, as in a burst (`:.6g` made them all 1.79659e+09).
+        inv.started_at = 1_796_594_522.328495 + i * 0.004321
+        inv.wall_s = 0.1234567
+    files = write_report(tmp_path, regimes, plots=False)
+    with files["invocations"].open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(invocations)
+    for inv, row in zip(invocations, rows, strict=True):
+        assert float(row["started_at"]) == pytest.approx(inv.started_at, abs=1e-6)
+        assert row["wall_s"] == "0.123457"
+    assert len({row["started_at"] for row in rows}) == len(rows)
+
+
 def test_plots_survive_empty_and_failing_runs(tmp_path: Path) -> None:
     records = synthetic_records(3, refuse_every=1)  # everything refused: nothing succeeded
     summary = summarize(records, regime="overload")
