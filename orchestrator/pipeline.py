@@ -235,26 +235,21 @@ class Pipeline:
                 try:
                     await asyncio.to_thread(self.state.finish_error, info)
                     break
-                except StorageUnavailable as exc:
-                    final = attempt == len(waits)
+                except Exception as exc:
+                    # Only an outage is worth waiting out; any other error would recur.
+                    retry = isinstance(exc, StorageUnavailable) and attempt < len(waits)
                     log(
                         "state_write_failed",
-                        level="error" if final else "warning",
+                        # Given up: the request's state stays `running` until its lease ends.
+                        level="warning" if retry else "error",
                         request_id=self.request_id,
                         error=repr(exc),
                         attempt=attempt + 1,
-                        retry_in_s=None if final else waits[attempt],
+                        retry_in_s=waits[attempt] if retry else None,
                     )
-                    if not final:
-                        await asyncio.sleep(waits[attempt])
-                except Exception as exc:
-                    log(
-                        "state_write_failed",
-                        level="warning",
-                        request_id=self.request_id,
-                        error=repr(exc),
-                    )
-                    break
+                    if not retry:
+                        break
+                    await asyncio.sleep(waits[attempt])
             await self._progress("error")
 
         task = asyncio.ensure_future(write())
