@@ -787,7 +787,9 @@ def burst_cpu_floor(regime: RegimeResult) -> BurstFloor | None:
     res, load = regime.resources, regime.load
     if res is None or load is None or load.kind != "burst" or not res.cores:
         return None
-    ok = round((res.throughput_ok_per_s or 0.0) * res.window_s)
+    ok = res.ok_requests
+    if ok is None:  # a results.json from before ok_requests was recorded
+        ok = round((res.throughput_ok_per_s or 0.0) * res.window_s)
     if not ok or res.host_busy_cpu_s is None or load.issued < 1:
         return None
     per = res.host_busy_cpu_s / ok

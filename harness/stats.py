@@ -539,6 +539,9 @@ class ResourceUse(BaseModel):
     #: cores / CPU-seconds per request: the rate at which the CPUs would be saturated.
     cpu_bound_limit_per_s: float | None = Field(None, description="from replica CPU per request")
     cpu_bound_limit_stages_per_s: float | None = Field(None, description="from stage CPU only")
+    ok_requests: int | None = Field(
+        None, description="successful requests in the load window (warm-up included)"
+    )
     throughput_ok_per_s: float | None = Field(
         None, description="measured: successful requests (warm-up included) / load window"
     )
@@ -616,6 +619,7 @@ def resource_use(
         replica_cpu_s_per_ok_request=per_ok,
         cpu_bound_limit_per_s=cores / per_ok if per_ok else None,
         cpu_bound_limit_stages_per_s=cores / stages.mean if stages.mean else None,
+        ok_requests=ok,
         throughput_ok_per_s=ok / window_s if window_s > 0 else None,
         utilisation=used / capacity if capacity and replica is not None else None,
         host_utilisation=host_busy_cpu_s / capacity

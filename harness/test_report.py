@@ -286,6 +286,16 @@ def test_a_burst_median_is_set_against_the_cpu_floor_of_the_requests_before_it()
     steady_p50 = regimes[0].summary.latency_ok_s.p50
     assert "cold-burst: p50" in text and "CPU floor of 3.00s" in text
     assert f"floor {3.0 / steady_p50:.2f}x" in text
+    # A results.json written before ok_requests was stored: the count from the throughput.
+    assert burst.resources is not None and burst.resources.ok_requests == 3
+    older = burst.resources.model_copy(update={"ok_requests": None})
+    assert burst_cpu_floor(burst.model_copy(update={"resources": older})) == floor
+    # A burst whose requests partly failed: the CPU is shared among the ok ones only.
+    burst.resources = resource_use(
+        records, cores=2.0, window_s=4.5, ok=2, host_busy_cpu_s=9.0, harness_cpu_s=0.5
+    )
+    half = burst_cpu_floor(burst)
+    assert half is not None and half.cpu_s_per_request == pytest.approx(4.5)
     # Without the host's CPU figure there is no floor to show.
     burst.resources = resource_use(records, cores=2.0, window_s=4.5, ok=3)
     assert burst_cpu_floor(burst) is None and "CPU floor" not in render_summary([burst])
