@@ -13,6 +13,7 @@ import httpx
 import psutil
 import pytest
 
+from harness.embedded import replicas as replica_pool
 from harness.embedded.cgroups import CgroupManager
 from harness.embedded.function_process import FunctionStartError, process_env
 from harness.embedded.platform import EmbeddedPlatform
@@ -145,7 +146,9 @@ def _pids(procs: str) -> set[int]:
     return {int(line) for line in Path(procs).read_text().split()}
 
 
-def test_platform_forks_replicas_and_restarts_a_dead_zygote(tmp_path: Path, s3_server: Any) -> None:
+def test_platform_forks_replicas_and_restarts_a_dead_zygote(
+    tmp_path: Path, s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     decl = FunctionDeclaration(name="sample", module=MODULE, min_replicas=1, max_replicas=3)
     with EmbeddedPlatform(tmp_path / "state", [decl], s3=s3_server.env()) as platform:
         extras = platform.function("sample")["vsearch"]
@@ -155,6 +158,22 @@ def test_platform_forks_replicas_and_restarts_a_dead_zygote(tmp_path: Path, s3_s
         zygote = extras["zygote"]
         assert zygote["state"] == "ready" and zygote["rss_bytes"] > 0 and zygote["pss_bytes"] > 0
         assert zygote["pss_bytes"] <= zygote["rss_bytes"]
+        # Status calls in a row reuse the warm zygote's figures instead of walking its mappings.
+        reads: list[int] = []
+        real_rollup = replica_pool.smaps_rollup
+
+        def counted(pid: int) -> tuple[int, int]:
+            reads.append(pid)
+            return real_rollup(pid)
+
+        monkeypatch.setattr(replica_pool, "smaps_rollup", counted)
+        for _ in range(3):
+            again = platform.function("sample")["vsearch"]["zygote"]
+            assert (again["rss_bytes"], again["pss_bytes"]) == (
+                zygote["rss_bytes"],
+                zygote["pss_bytes"],
+            )
+        assert reads == []
         os.killpg(zygote["pid"], signal.SIGKILL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -163,6 +182,8 @@ def test_platform_forks_replicas_and_restarts_a_dead_zygote(tmp_path: Path, s3_s
                 break
             time.sleep(0.1)
         assert now["starts"] == 2 and now["state"] == "ready", now
+        # A new zygote is a new process: its own figures, read afresh.
+        assert now["pid"] in reads and now["rss_bytes"] > 0
         # The replica forked by the dead zygote still serves; a new one forks from the new one.
         platform.scale("sample", 2)
         replicas = platform.function("sample")["vsearch"]["replicas"]
