@@ -17,8 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from harness.commands.kind import DEFAULT_GATEWAY_PORT, add_kind_options
-    from harness.commands.platform import add_state_dir
+    from harness.commands.options import DEFAULT_GATEWAY_PORT, add_kind_options, add_state_dir
 
     backend_help = (
         "embedded (default): local processes; kind: OpenFaaS CE + MinIO on kind; k8s: the same "

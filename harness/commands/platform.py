@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from harness.embedded import __main__ as embedded
 from harness.embedded.client import CREDENTIALS_FILE, STATE_FILE, GatewayClient
 from harness.functions import DECLARATIONS
-
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_STATE_DIR = Path(os.environ.get("VSEARCH_STATE_DIR", ROOT / ".vsearch" / "embedded"))
-
-
-def add_state_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=DEFAULT_STATE_DIR,
-        help="where the platform keeps its state, logs and credentials (default: %(default)s)",
-    )
 
 
 def up(state_dir: Path, *, timeout_s: float = 300.0, no_limits: bool = False) -> int:
