@@ -209,8 +209,9 @@ BINARY_ENV = "VSEARCH_FFMPEG"
 def ffmpeg_binary() -> str:
     """VSEARCH_FFMPEG (a path, or a name on PATH), else the system's `ffmpeg`.
 
-    Debian's ffmpeg links 215 shared libraries: each start costs 45-60 ms of CPU, 62% of it in
-    the dynamic linker's symbol lookup (perf), and a request starts ffmpeg 10 times. A static
+    Debian's ffmpeg links 215 shared libraries: each start costs 56-79 ms of CPU, 62% of it in
+    the dynamic linker's symbol lookup (perf), and a request starts ffmpeg or ffprobe 11 times
+    (the README's figures). A static
     build starts in about 1 ms: README, "A static ffmpeg", for the A/B and why it is not the
     default."""
     return os.environ.get(BINARY_ENV, "").strip() or "ffmpeg"
