@@ -22,7 +22,7 @@ import os
 import re
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -30,6 +30,8 @@ import psutil
 
 #: The directory below each hierarchy's own cgroup that holds every run's groups.
 TOP = "vsearch"
+#: The group in each run that holds the platform's own processes (gateway, S3 server).
+SERVICES = "services"
 _CFS_PERIOD_US = 100_000
 #: v1 cpu.shares bounds and default; v2's cpu.weight is these scaled by 100/1024 (1..10000).
 DEFAULT_SHARES = 1024
@@ -103,7 +105,11 @@ def _mounts(mountinfo: Path) -> list[_Mount]:
 
 
 def _own_paths(proc_cgroup: Path) -> dict[str, str]:
-    """Controller (or "" for v2) -> this process's cgroup path in that hierarchy."""
+    """Controller (or "" for v2) -> this process's cgroup path in that hierarchy.
+
+    A process in a run's services group (`.../vsearch/<run>/services`) counts as being where it
+    was before: a second platform in it puts its groups beside the first's, not inside them.
+    """
     paths: dict[str, str] = {}
     try:
         lines = proc_cgroup.read_text().splitlines()
@@ -114,8 +120,15 @@ def _own_paths(proc_cgroup: Path) -> dict[str, str]:
         if len(parts) != 3:
             continue
         for controller in parts[1].split(",") if parts[1] else [""]:
-            paths[controller] = parts[2]
+            paths[controller] = _outside_services(parts[2])
     return paths
+
+
+def _outside_services(path: str) -> str:
+    parts = path.split("/")
+    if len(parts) >= 3 and parts[-1] == SERVICES and parts[-3] == TOP:
+        return "/".join(parts[:-3]) or "/"
+    return path
 
 
 def _below(mount: _Mount, own: str) -> Path:
@@ -134,6 +147,8 @@ class Support:
     reason: str
     #: v1: controller -> base dir ("memory", "cpu", "cpuacct"); v2: {"unified": base dir}.
     bases: dict[str, Path]
+    #: The same keys -> the hierarchy's mount, to find where another process's cgroup is.
+    mounts: dict[str, _Mount] = field(default_factory=dict)
 
     @property
     def enforced(self) -> bool:
@@ -150,12 +165,14 @@ def detect(
         base = _below(v2, own.get("", "/"))
         controllers = _read(base / "cgroup.controllers").split()
         if "memory" in controllers:
-            return _probe_v2(base, v2.path, controllers)
+            return _probe_v2(base, v2, controllers)
     bases: dict[str, Path] = {}
+    found: dict[str, _Mount] = {}
     for controller in ("memory", "cpu", "cpuacct"):
         mount = next((m for m in mounts if m.fstype == "cgroup" and controller in m.options), None)
         if mount is not None:
             bases[controller] = _below(mount, own.get(controller, "/")) / TOP
+            found[controller] = mount
     if "memory" not in bases:
         return Support(None, "no cgroup hierarchy with a memory controller is mounted", {})
     problem = _writable(bases["memory"])
@@ -165,10 +182,11 @@ def detect(
     for controller in ("cpu", "cpuacct"):
         if controller in bases and _writable(bases[controller]):
             del bases[controller]
-    return Support(1, "cgroup v1", bases)
+    return Support(1, "cgroup v1", bases, {c: found[c] for c in bases})
 
 
-def _probe_v2(own: Path, root: Path, controllers: list[str]) -> Support:
+def _probe_v2(own: Path, mount: _Mount, controllers: list[str]) -> Support:
+    root = mount.path
     wanted = [c for c in ("memory", "cpu") if c in controllers]
     problems = []
     # Below our own cgroup first (stays inside our limits); that fails when it holds processes
@@ -188,7 +206,7 @@ def _probe_v2(own: Path, root: Path, controllers: list[str]) -> Support:
                 problem = f"cannot enable controllers in {base}: {exc.strerror}"
         if problem is None:
             where = "" if parent == own else f" (below the root: {own} holds processes)"
-            return Support(2, f"cgroup v2{where}", {"unified": base})
+            return Support(2, f"cgroup v2{where}", {"unified": base}, {"unified": mount})
         problems.append(problem)
     return Support(
         None,
@@ -518,6 +536,9 @@ class CgroupManager:
         if not enforce:
             support = Support(None, "disabled by configuration", {})
         self.support = support if support is not None else detect()
+        #: The services group (weigh_services) and where each process in it came from.
+        self._services: Path | None = None
+        self._origins: dict[int, Path] = {}
         if self.support.enforced:
             _sweep_stale(self.support)
 
@@ -555,6 +576,14 @@ class CgroupManager:
             )
         return SampledGroup(name)
 
+    def _cpu_base(self) -> tuple[Path, int, str] | None:
+        """The cpu hierarchy's base, its version and the weight file's name, if there is one."""
+        if self.support.version == 1 and "cpu" in self.support.bases:
+            return self.support.bases["cpu"], 1, "cpu.shares"
+        if self.support.version == 2:
+            return self.support.bases["unified"], 2, "cpu.weight"
+        return None
+
     def set_run_cpu_shares(self, shares: int) -> None:
         """Weigh this run's group (and the shared top group above every run) against the rest of
         the host.
@@ -564,14 +593,10 @@ class CgroupManager:
         The caller passes DEFAULT_SHARES per busy replica; the top group weighs as the sum of
         the runs below it (concurrent runs each recompute it, so the last write holds).
         """
-        if self.support.version == 1 and "cpu" in self.support.bases:
-            base, version = self.support.bases["cpu"], 1
-            name = "cpu.shares"
-        elif self.support.version == 2:
-            base, version = self.support.bases["unified"], 2
-            name = "cpu.weight"
-        else:
+        cpu = self._cpu_base()
+        if cpu is None:
             return
+        base, version, name = cpu
         run_dir = base / self.run
         if not run_dir.is_dir():
             return
@@ -583,12 +608,79 @@ class CgroupManager:
                 total += value if version == 1 else value * 1024 // 100
         _write_shares(base, version, max(total, DEFAULT_SHARES))
 
+    def weigh_services(self, pids: list[int], shares: int) -> Path | None:
+        """Move the platform's own processes (the gateway's, the S3 server) into one cpu group of
+        this run, weighted `shares` against the replica groups beside it.
+
+        Every call of every request passes through them. Left where they were, they weigh as
+        one process (one autogroup, one slice) against the run's group, which weighs as all its
+        busy replicas: in a burst they waited 5-10x longer for a CPU than they ran, and the
+        oldest request waited on them. Only the cpu hierarchy: no memory limit applies. Children
+        started later inherit the group; replicas and zygotes move to their own at once. Returns
+        the group, or None where there is no cpu hierarchy to use.
+        """
+        cpu = self._cpu_base()
+        if cpu is None:
+            return None
+        base, version, _ = cpu
+        group = base / self.run / SERVICES
+        try:
+            if version == 2:
+                (base / self.run).mkdir(exist_ok=True)
+                _enable_v2(base / self.run, _subtree(base))
+            group.mkdir(parents=True, exist_ok=True)
+            _write_shares(group, version, shares)
+        except OSError as exc:
+            raise CgroupError(f"cannot create {group}: {exc.strerror or exc}") from exc
+        self._services = group
+        for pid in pids:
+            origin = self._cgroup_of(pid)
+            try:
+                (group / "cgroup.procs").write_text(str(pid))
+            except OSError as exc:
+                raise CgroupError(f"cannot move {pid} to {group}: {exc.strerror or exc}") from exc
+            if origin is not None:
+                self._origins[pid] = origin
+        return group
+
+    def _cgroup_of(self, pid: int) -> Path | None:
+        """Where `pid` is in the cpu hierarchy (outside any services group), if it can be read."""
+        key = "cpu" if self.support.version == 1 else "unified"
+        mount = self.support.mounts.get(key)
+        path = _own_paths(Path(f"/proc/{pid}/cgroup")).get("cpu" if key == "cpu" else "")
+        if mount is None or path is None:
+            return None
+        return _below(mount, path)
+
+    def _release_services(self) -> None:
+        """Move everything in the services group back where it came from, then remove it.
+
+        Never kills: the platform's own process (a test runner, a CLI) is in there.
+        """
+        group, self._services = self._services, None
+        if group is None or not group.is_dir():
+            return
+        fallback = group.parent.parent.parent  # the cgroup the run's top group was made in
+        for pid in _pids(group / "cgroup.procs"):
+            for target in dict.fromkeys([self._origins.get(pid, fallback), fallback]):
+                try:
+                    (target / "cgroup.procs").write_text(str(pid))
+                    break
+                except OSError:
+                    continue  # gone meanwhile, or no such group any more: try the next
+        self._origins.clear()
+        with contextlib.suppress(OSError):
+            group.rmdir()
+
     def cleanup(self) -> None:
         """Remove this run's directories (replica groups must have been removed first)."""
+        self._release_services()
         for base in {b.resolve() for b in self.support.bases.values()}:
             run_dir = base / self.run
             for child in sorted(run_dir.glob("*/"), reverse=True):
-                if child.is_dir():
+                # A services group still there holds a process that could not move back:
+                # left, never killed (it may be the one running this).
+                if child.is_dir() and child.name != SERVICES:
                     with contextlib.suppress(CgroupError):
                         _kill_and_rmdir(child, child / "cgroup.procs")
             with contextlib.suppress(OSError):

@@ -31,10 +31,11 @@ import uvicorn
 
 from base.telemetry import log
 from harness.embedded.auth import BasicAuth
-from harness.embedded.cgroups import CgroupManager, run_name
+from harness.embedded.cgroups import CgroupError, CgroupManager, run_name
 from harness.embedded.client import CREDENTIALS_FILE, STATE_FILE, GatewayClient
 from harness.embedded.gateway import Gateway, GatewaySettings
 from harness.embedded.models import PlatformEvent
+from harness.embedded.priority import SERVICE_SHARES
 from harness.embedded.s3_server import SeaweedS3
 from harness.functions import Declarations, FunctionDeclaration, load
 
@@ -114,6 +115,7 @@ class EmbeddedPlatform:
         try:
             self._start_s3()
             self._cgroups = CgroupManager(self.run, enforce=self.enforce_limits)
+            self._weigh_services()
             self._start_gateway()
             if self.wait_ready:
                 self._wait_min_replicas()
@@ -183,6 +185,24 @@ class EmbeddedPlatform:
             return
         self._s3_server = SeaweedS3(data_dir=self._s3_dir).start()
         self._s3_env = self._s3_server.env()
+
+    def _weigh_services(self) -> None:
+        """Under request priority, this process (the gateway's) and the S3 server go into the
+        run's services group, weighted as the oldest request (priority.SERVICE_SHARES)."""
+        assert self._cgroups is not None
+        if not (self._cgroups.enforced and self.settings.pool.request_priority):
+            return
+        pids = [os.getpid()]
+        if self._s3_server is not None and self._s3_server.pid is not None:
+            pids.append(self._s3_server.pid)
+        try:
+            group = self._cgroups.weigh_services(pids, SERVICE_SHARES)
+        except CgroupError as exc:
+            # A weight is a wish (as in priority.py): the platform works without it.
+            log("platform.services_not_weighted", level="warning", error=str(exc))
+            return
+        if group is not None:
+            log("platform.services_weighted", group=str(group), pids=pids, shares=SERVICE_SHARES)
 
     def _start_gateway(self) -> None:
         assert self._cgroups is not None

@@ -12,8 +12,10 @@ seconds). The gateway then
   the requests with work running: 8x the CPU weight of the next younger one. CFS stays work
   conserving, so CPU the oldest request cannot use (it waits on one single-threaded stage)
   still goes to the younger ones.
+The platform's own processes (the gateway's, the S3 server) sit in one group weighted as the
+oldest request (SERVICE_SHARES, platform.py), so no request waits on a starved proxy or store.
 A call without the header (the orchestrator's own invocation) counts as a request arriving when
-the gateway received it. VSEARCH_REQUEST_PRIORITY=0 turns both off (FIFO per function, every
+the gateway received it. VSEARCH_REQUEST_PRIORITY=0 turns all of it off (FIFO per function, every
 replica at the default weight in the host's ordinary scheduling), for the A/B.
 """
 
@@ -34,6 +36,9 @@ ENV = "VSEARCH_REQUEST_PRIORITY"
 #: cpu.shares by rank (0 = the oldest request with work running); younger ranks take the last.
 #: Each step is 8x: nearly strict oldest-first, and the youngest still gets a trickle.
 RANK_SHARES = (8 * DEFAULT_SHARES, DEFAULT_SHARES, DEFAULT_SHARES // 8, DEFAULT_SHARES // 64)
+#: The platform's own processes (gateway, S3 server) serve every request's calls, the oldest's
+#: too: they weigh as the oldest request's replicas do, or it would wait on them.
+SERVICE_SHARES = RANK_SHARES[0]
 
 
 def enabled_from_env(environ: Mapping[str, str] | None = None) -> bool:

@@ -582,7 +582,14 @@ class ReplicaSet:
             return
         name = f"{self.name}-z{next(self._zygote_seq)}"
         try:
-            group = self._cgroups.create(name, self.decl.memory_limit_bytes, self.decl.cpu_limit)
+            # A cpu group of its own under request priority: else the zygote would stay in the
+            # services group it was started from (platform.py), weighted as the gateway is.
+            group = self._cgroups.create(
+                name,
+                self.decl.memory_limit_bytes,
+                self.decl.cpu_limit,
+                cpu_shares=self.settings.request_priority,
+            )
         except (CgroupError, OSError) as exc:
             self._zygote_failed(f"cgroup for {name}: {exc}")
             return

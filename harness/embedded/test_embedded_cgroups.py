@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -196,3 +197,122 @@ def test_v2_weights_are_scaled_to_cpu_weight(tmp_path: Path) -> None:
     manager.set_run_cpu_shares(2048)
     assert (path.parent / "cpu.weight").read_text() == "200"
     assert (own / "vsearch" / "cpu.weight").read_text() == "200"
+
+
+# -- the platform's own processes (weigh_services) -------------------------------------------
+
+
+def _cpu_line(pid: int) -> str:
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    return next(line for line in lines if line.split(":")[1] in ("cpu", "cpu,cpuacct", ""))
+
+
+def _weight(group: Path) -> str:
+    name = "cpu.shares" if SUPPORT.version == 1 else "cpu.weight"
+    return (group / name).read_text().strip()
+
+
+needs_cpu_hierarchy = pytest.mark.skipif(
+    not SUPPORT.enforced or (SUPPORT.version == 1 and "cpu" not in SUPPORT.bases),
+    reason=f"no writable cpu hierarchy here ({SUPPORT.reason})",
+)
+
+
+@needs_cpu_hierarchy
+def test_services_are_weighted_then_moved_back_never_killed(manager: CgroupManager) -> None:
+    children = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
+    try:
+        before = [_cpu_line(c.pid) for c in children]
+        group = manager.weigh_services([c.pid for c in children], 8192)
+        assert group is not None and group.name == "services"
+        assert {int(p) for p in (group / "cgroup.procs").read_text().split()} == {
+            c.pid for c in children
+        }
+        assert _weight(group) == ("8192" if SUPPORT.version == 1 else "800")
+        assert all(_cpu_line(c.pid).endswith(f"/{manager.run}/services") for c in children)
+
+        manager.cleanup()
+
+        assert all(c.poll() is None for c in children), "the platform's processes live on"
+        assert [_cpu_line(c.pid) for c in children] == before, "back where they came from"
+        assert not group.exists()
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+
+
+@needs_cpu_hierarchy
+def test_a_second_platform_in_a_weighted_process_puts_its_groups_beside_the_first() -> None:
+    """The process itself moves (the gateway runs in it); a second manager in it must not build
+    its groups inside the first run's services group, and each cleanup moves it out again."""
+    code = """
+import json, os
+from harness.embedded.cgroups import CgroupManager, run_name
+def where():
+    lines = open("/proc/self/cgroup").read().splitlines()
+    return next(l for l in lines if l.split(":")[1] in ("cpu", "cpu,cpuacct", ""))
+before = where()
+first = CgroupManager(run_name())
+first.weigh_services([os.getpid()], 8192)
+inside = where()
+second = CgroupManager(run_name())
+second.weigh_services([os.getpid()], 8192)
+print(json.dumps({
+    "before": before, "inside": inside, "inside_second": where(),
+    "bases": [str(first.support.bases), str(second.support.bases)],
+    "runs": [first.run, second.run],
+}))
+first.cleanup()
+after_first = where()
+second.cleanup()
+print(json.dumps({"after_first": after_first, "after": where()}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    seen, after = (json.loads(line) for line in done.stdout.splitlines())
+    first_run, second_run = seen["runs"]
+    assert seen["inside"].endswith(f"/{first_run}/services")
+    assert seen["inside_second"].endswith(f"/{second_run}/services")
+    assert seen["bases"][0] == seen["bases"][1], "the second run's groups sit beside the first's"
+    assert after["after_first"] == seen["inside_second"], "the first leaves the second's alone"
+    assert after["after"] == seen["before"]
+
+
+def test_a_process_in_a_services_group_counts_as_where_it_came_from(tmp_path: Path) -> None:
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        f"35 31 0:32 / {tmp_path / 'memory'} rw,relatime - cgroup cgroup rw,memory\n"
+        f"36 31 0:33 / {tmp_path / 'cpu'} rw,relatime - cgroup cgroup rw,cpu\n"
+    )
+    proc_cgroup = tmp_path / "cgroup"
+    proc_cgroup.write_text("4:memory:/job\n1:cpu:/job/vsearch/77-abcdef/services\n")
+    for controller in ("memory", "cpu"):
+        (tmp_path / controller / "job").mkdir(parents=True)
+
+    support = detect(mountinfo, proc_cgroup)
+
+    assert support.bases["cpu"] == tmp_path / "cpu" / "job" / "vsearch"
+    assert support.bases["memory"] == tmp_path / "memory" / "job" / "vsearch"
+
+
+def test_v2_services_are_weighted_as_cpu_weight(tmp_path: Path) -> None:
+    root = tmp_path / "unified"
+    own = root / "job"
+    own.mkdir(parents=True)
+    (own / "cgroup.controllers").write_text("cpu memory\n")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"41 31 0:38 / {root} rw,relatime - cgroup2 cgroup2 rw\n")
+    proc_cgroup = tmp_path / "cgroup"
+    proc_cgroup.write_text("0::/job\n")
+    manager = CgroupManager(run_name(), support=detect(mountinfo, proc_cgroup))
+    services = own / "vsearch" / manager.run / "services"
+    services.mkdir(parents=True)
+    (services / "cpu.weight").write_text("100\n")  # the kernel's file, default weight
+
+    assert manager.weigh_services([4242], 8192) == services
+
+    assert (services / "cpu.weight").read_text() == "800"
+    assert (services / "cgroup.procs").read_text() == "4242"
+    assert "cpu" in (own / "vsearch" / manager.run / "cgroup.subtree_control").read_text()

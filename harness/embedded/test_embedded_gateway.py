@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import queue
 import re
 import threading
@@ -27,7 +28,7 @@ from base.contracts import REQUEST_ARRIVAL_HEADER
 from harness.embedded.cgroups import detect
 from harness.embedded.gateway import GatewaySettings, is_loopback_url
 from harness.embedded.platform import EmbeddedPlatform
-from harness.embedded.priority import RANK_SHARES
+from harness.embedded.priority import RANK_SHARES, SERVICE_SHARES
 from harness.embedded.replicas import PoolSettings
 from harness.functions import FunctionDeclaration
 
@@ -184,7 +185,7 @@ def test_the_oldest_request_is_served_first(platform: EmbeddedPlatform, http: ht
         busy = pool.submit(call, "busy", now - 100, 3.0)
         time.sleep(1.0)
         if cpu_base is not None:
-            (group,) = (cpu_base / platform.run).glob("ager-*/")
+            (group,) = (cpu_base / platform.run).glob("ager-[0-9]*/")  # not the zygote's
             assert (group / "cpu.shares").read_text().strip() == str(RANK_SHARES[0])
         younger = pool.submit(call, "younger", now - 10, 0.5)
         time.sleep(0.3)
@@ -194,8 +195,29 @@ def test_the_oldest_request_is_served_first(platform: EmbeddedPlatform, http: ht
         _ok(response)
     assert finished["older"] < finished["younger"], finished
     if cpu_base is not None:
-        (group,) = (cpu_base / platform.run).glob("ager-*/")
+        (group,) = (cpu_base / platform.run).glob("ager-[0-9]*/")
         assert (group / "cpu.shares").read_text().strip() == "1024", "idle: back to the default"
+
+
+def test_the_gateway_and_the_zygotes_sit_in_cpu_groups_of_their_own(
+    platform: EmbeddedPlatform, http: httpx.Client
+) -> None:
+    """The platform's process (the gateway) weighs as the oldest request's replicas; a zygote it
+    started does not inherit that weight: it joined a group of its own."""
+    support = detect()
+    if support.version != 1 or "cpu" not in support.bases:
+        pytest.skip(f"no writable v1 cpu hierarchy here ({support.reason})")
+    services = support.bases["cpu"] / platform.run / "services"
+    assert (services / "cpu.shares").read_text().strip() == str(SERVICE_SHARES)
+    assert os.getpid() in _procs(services), "the gateway's process is weighted"
+    _ok(http.post("/function/echo", json=_body(message="zygote?")))
+    zygote = platform.function("echo")["vsearch"]["zygote"]["pid"]
+    assert zygote not in _procs(services)
+    assert zygote in _procs(support.bases["cpu"] / platform.run / "echo-z1")
+
+
+def _procs(group: Path) -> set[int]:
+    return {int(p) for p in (group / "cgroup.procs").read_text().split()}
 
 
 # -- scaling and cold starts ---------------------------------------------------------------------
