@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.embedded.cgroups import CgroupManager, SampledGroup, detect, run_name
+from harness.embedded.cgroups import CgroupManager, SampledGroup, Support, detect, run_name
 from harness.embedded.function_process import JOIN_CGROUPS
 
 MiB = 1 << 20
@@ -121,18 +121,22 @@ def test_no_memory_hierarchy_is_reported(tmp_path: Path) -> None:
     assert "no cgroup hierarchy with a memory controller" in support.reason
 
 
-def test_v2_files_are_written_and_read(tmp_path: Path) -> None:
-    """cgroup v2 wiring on a simulated hierarchy (this host's v2 has no memory controller)."""
+def _fake_v2(tmp_path: Path, controllers: str = "cpu memory") -> tuple[Path, Support]:
+    """A simulated v2 hierarchy with this process in `/job`: its own cgroup and the detection."""
     root = tmp_path / "unified"
     own = root / "job"
     own.mkdir(parents=True)
-    (own / "cgroup.controllers").write_text("cpu io memory pids\n")
+    (own / "cgroup.controllers").write_text(f"{controllers}\n")
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text(f"41 31 0:38 / {root} rw,relatime - cgroup2 cgroup2 rw\n")
     proc_cgroup = tmp_path / "cgroup"
     proc_cgroup.write_text("0::/job\n")
+    return own, detect(mountinfo, proc_cgroup)
 
-    support = detect(mountinfo, proc_cgroup)
+
+def test_v2_files_are_written_and_read(tmp_path: Path) -> None:
+    """cgroup v2 wiring on a simulated hierarchy (this host's v2 has no memory controller)."""
+    own, support = _fake_v2(tmp_path, "cpu io memory pids")
 
     assert support.version == 2, support.reason
     assert support.bases == {"unified": own / "vsearch"}
@@ -176,15 +180,8 @@ def test_a_weighted_group_gets_a_cpu_weight_of_its_own(manager: CgroupManager) -
 
 
 def test_v2_weights_are_scaled_to_cpu_weight(tmp_path: Path) -> None:
-    root = tmp_path / "unified"
-    own = root / "job"
-    own.mkdir(parents=True)
-    (own / "cgroup.controllers").write_text("cpu memory\n")
-    mountinfo = tmp_path / "mountinfo"
-    mountinfo.write_text(f"41 31 0:38 / {root} rw,relatime - cgroup2 cgroup2 rw\n")
-    proc_cgroup = tmp_path / "cgroup"
-    proc_cgroup.write_text("0::/job\n")
-    manager = CgroupManager(run_name(), support=detect(mountinfo, proc_cgroup))
+    own, support = _fake_v2(tmp_path)
+    manager = CgroupManager(run_name(), support=support)
     group = manager.create("echo-1", 64 * MiB, cpu_shares=True)
     path = Path(group.procs_files()[0]).parent
     (path / "cpu.weight").write_text("100\n")  # the kernel's file, default weight
@@ -298,15 +295,8 @@ def test_a_process_in_a_services_group_counts_as_where_it_came_from(tmp_path: Pa
 
 
 def test_v2_services_are_weighted_as_cpu_weight(tmp_path: Path) -> None:
-    root = tmp_path / "unified"
-    own = root / "job"
-    own.mkdir(parents=True)
-    (own / "cgroup.controllers").write_text("cpu memory\n")
-    mountinfo = tmp_path / "mountinfo"
-    mountinfo.write_text(f"41 31 0:38 / {root} rw,relatime - cgroup2 cgroup2 rw\n")
-    proc_cgroup = tmp_path / "cgroup"
-    proc_cgroup.write_text("0::/job\n")
-    manager = CgroupManager(run_name(), support=detect(mountinfo, proc_cgroup))
+    own, support = _fake_v2(tmp_path)
+    manager = CgroupManager(run_name(), support=support)
     services = own / "vsearch" / manager.run / "services"
     services.mkdir(parents=True)
     (services / "cpu.weight").write_text("100\n")  # the kernel's file, default weight
