@@ -231,6 +231,16 @@ def _subtree(group: Path) -> list[str]:
     return [c.lstrip("+") for c in _read(group / "cgroup.subtree_control").split()]
 
 
+def _v2_run_dir(base: Path, run: str) -> tuple[Path, list[str]]:
+    """Create the run's directory below `base` and pass every controller `base` has on to its
+    groups (v2 hands a controller down one level at a time). Returns it and those controllers."""
+    run_dir = base / run
+    run_dir.mkdir(exist_ok=True)
+    controllers = _subtree(base)
+    _enable_v2(run_dir, controllers)
+    return run_dir, controllers
+
+
 def _enable_v2(group: Path, controllers: list[str]) -> None:
     enabled = _subtree(group)
     missing = [c for c in controllers if c not in enabled]
@@ -420,12 +430,9 @@ class V2Group:
         cls, base: Path, run: str, name: str, memory_limit_bytes: int, cpu_limit: float | None
     ) -> V2Group:
         # v2 enables the cpu controller for every group it can, so cpu.weight is always there.
-        parent = base / run
-        parent.mkdir(exist_ok=True)
-        controllers = _subtree(base)
-        group = parent / name
+        group = base / run / name
         try:
-            _enable_v2(parent, controllers)
+            _, controllers = _v2_run_dir(base, run)
             group.mkdir(exist_ok=True)
         except OSError as exc:
             raise CgroupError(f"cannot create cgroup {group}: {exc.strerror or exc}") from exc
@@ -626,8 +633,7 @@ class CgroupManager:
         group = base / self.run / SERVICES
         try:
             if version == 2:
-                (base / self.run).mkdir(exist_ok=True)
-                _enable_v2(base / self.run, _subtree(base))
+                _v2_run_dir(base, self.run)
             group.mkdir(parents=True, exist_ok=True)
             _write_shares(group, version, shares)
         except OSError as exc:
