@@ -30,3 +30,14 @@ def s3_server() -> Iterator[SeaweedS3]:
 def s3_env(s3_server: SeaweedS3) -> dict[str, str]:
     """Env vars pointing a child process at the session's S3 server (merge into os.environ)."""
     return s3_server.env()
+
+
+# --- Termination ---------------------------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Bazel's test timeout and CI limits send SIGTERM: tear fixtures down (platforms, S3
+    servers, cgroups) as on Ctrl-C instead of leaving them running."""
+    from harness.termination import unwind_on_termination
+
+    unwind_on_termination()

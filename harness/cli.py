@@ -219,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from harness.termination import unwind_on_termination
+
+    unwind_on_termination()  # `kill` and CI time limits stop a hosted platform as Ctrl-C does
     as_json = bool(getattr(args, "json", False))
     if not as_json:
         return run(args)
