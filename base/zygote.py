@@ -18,7 +18,11 @@ The protocol: one JSON object per line each way.
   zygote -> platform: {"op": "ready", "pid", "phases": {...}} once warm,
                       {"op": "spawned", "id", "pid", "fork_s"} or {"op": "error", "id", "message"},
                       {"op": "exit", "pid", "returncode"} (negative: killed by that signal).
-  platform -> zygote: {"op": "spawn", "id", "env", "log_path", "cwd", "cgroup_procs": [...]}.
+  platform -> zygote: {"op": "spawn", "id", "env", "log_path", "cwd", "cgroup_procs": [...]},
+                      {"op": "retire"} before it closes the socket on purpose.
+When the socket closes, a retired zygote exits and leaves its replicas to the platform; one
+closed without "retire" lost its platform (killed), so it stops its replicas first: nothing else
+would.
 Nothing here imports the harness: the platform drives this module over the socket only.
 """
 
@@ -79,6 +83,8 @@ class Zygote:
         self.function = function
         self.control = control
         self.children: set[int] = set()
+        #: The platform said it stops this zygote on purpose: its replicas live on.
+        self.retired = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -103,9 +109,12 @@ class Zygote:
                     continue
                 chunk = self.control.recv(1 << 16)
                 if not chunk:
-                    # The platform is gone: stop templating; replicas already forked keep
-                    # serving until their platform stops them.
-                    log("zygote.control_closed", function=self.function.name)
+                    # Retired: replicas already forked keep serving until their platform stops
+                    # them. Closed without a word: the platform died (SIGKILL, OOM killer) and
+                    # nobody would ever stop them.
+                    log("zygote.control_closed", function=self.function.name, retired=self.retired)
+                    if not self.retired:
+                        self.stop_children()
                     return
                 buffer += chunk
                 while b"\n" in buffer:
@@ -124,9 +133,31 @@ class Zygote:
             if pid == 0:
                 return
             self.children.discard(pid)
-            self.send({"op": "exit", "pid": pid, "returncode": exit_status(status)})
+            with contextlib.suppress(OSError):  # the platform may be gone (stop_children)
+                self.send({"op": "exit", "pid": pid, "returncode": exit_status(status)})
+
+    def stop_children(self, grace_s: float = 5.0) -> None:
+        """SIGTERM every live replica's process group (it leads its own session), then SIGKILL
+        what is left after `grace_s`."""
+        self.reap()
+        orphans = sorted(self.children)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in orphans:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, sig)
+            deadline = time.monotonic() + grace_s
+            while self.children and time.monotonic() < deadline:
+                time.sleep(0.05)
+                self.reap()
+            orphans = sorted(self.children)
+            if not orphans:
+                break
+        log("zygote.children_stopped", function=self.function.name, left=orphans)
 
     def handle(self, request: dict[str, Any]) -> None:
+        if request.get("op") == "retire":
+            self.retired = True
+            return
         if request.get("op") != "spawn":
             self.send({"op": "error", "id": request.get("id"), "message": "unknown op"})
             return

@@ -29,17 +29,21 @@ HOST = textwrap.dedent(
     if sys.argv[2] == "handled":
         unwind_on_termination()
     probe = FunctionDeclaration(name="echo", module="harness.embedded.testing_functions.probe")
-    with EmbeddedPlatform(sys.argv[1], [probe], s3="embedded"):
+    s3 = "auto" if sys.argv[2] == "shared-s3" else "embedded"
+    with EmbeddedPlatform(sys.argv[1], [probe], s3=s3):
         print("ready", flush=True)
         time.sleep(600)
     """
 )
 
 
-def _host(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
+def _host(
+    tmp_path: Path, mode: str, s3_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for key in ("S3_ENDPOINT_URL", "S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         env.pop(key, None)
+    env.update(s3_env or {})
     proc = subprocess.Popen(
         [sys.executable, "-c", HOST, str(tmp_path / "state"), mode],
         cwd=REPO,
@@ -59,7 +63,8 @@ def _host(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], list[psutil
     threading.Thread(target=proc.stdout.read, daemon=True).start()
     helpers = psutil.Process(proc.pid).children(recursive=True)
     names = " ".join(" ".join(p.cmdline()) for p in helpers)
-    assert "weed" in names and "testing_functions.probe" in names, names
+    assert "testing_functions.probe" in names, names
+    assert ("weed" in names) is (s3_env is None), names
     return proc, helpers
 
 
@@ -92,6 +97,22 @@ def test_without_the_handler_sigterm_leaves_them_running(tmp_path: Path) -> None
         for p in _alive(helpers):
             p.kill()
         psutil.wait_procs(helpers, timeout=10)
+
+
+def test_a_killed_platform_leaves_no_replica_behind(tmp_path: Path, s3_env: dict[str, str]) -> None:
+    """SIGKILL runs no clean-up at all: the zygote sees its control socket close without the
+    platform's "retire" and stops the replicas it forked (base/zygote.py)."""
+    proc, helpers = _host(tmp_path, "shared-s3", s3_env)
+    try:
+        replicas = [p for p in helpers if p.ppid() != proc.pid]  # forked by the zygote
+        assert replicas, [" ".join(p.cmdline())[:120] for p in helpers]
+        proc.kill()
+        proc.wait(timeout=10)
+        _, left = psutil.wait_procs(_alive(helpers), timeout=15)
+        assert not left, [" ".join(p.cmdline())[:120] for p in left]
+    finally:
+        for p in _alive(helpers):
+            p.kill()
 
 
 def test_a_signal_that_is_not_at_its_default_is_left_alone() -> None:

@@ -89,6 +89,23 @@ def test_the_zygote_reports_how_its_replica_died(tmp_path: Path, s3_server: Any)
         zygote.stop()
 
 
+def test_a_zygote_stopped_on_purpose_leaves_its_replicas_serving(
+    tmp_path: Path, s3_server: Any
+) -> None:
+    """The platform retires a failing zygote and keeps its replicas; only a zygote that lost
+    its platform stops them (harness/test_termination.py kills the platform)."""
+    zygote = _zygote(tmp_path, s3_server)
+    replica = _fork(zygote, tmp_path, s3_server).start()
+    try:
+        replica.wait_ready(30)
+        zygote.stop()
+        time.sleep(0.5)
+        assert httpx.get(replica.url + "/_/ready", timeout=5).status_code == 200
+    finally:
+        os.killpg(replica.pid, signal.SIGKILL)
+        zygote.stop()
+
+
 def test_a_zygote_with_a_running_thread_refuses_to_fork(tmp_path: Path, s3_server: Any) -> None:
     zygote = _zygote(tmp_path, s3_server, SAMPLE_PRELOAD_THREAD="1")
     try:

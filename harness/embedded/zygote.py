@@ -147,8 +147,11 @@ class ZygoteProcess:
             return self.exits.get(pid)
 
     def stop(self, grace_s: float = 3.0) -> None:
+        """Stop the template. Replicas it forked keep serving (the platform stops those)."""
         self.closed = True
         if self._sock is not None:
+            with contextlib.suppress(OSError), self._send_lock:
+                self._sock.sendall(b'{"op":"retire"}\n')
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
             self._sock.close()
