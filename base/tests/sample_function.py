@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from typing import Literal
@@ -16,7 +17,7 @@ class Input(Model):
 
 
 class Config(Model):
-    mode: Literal["echo", "child", "python", "crash", "bad", "copy", "malloc"] = "echo"
+    mode: Literal["echo", "child", "python", "crash", "bad", "copy", "malloc", "gc"] = "echo"
     seconds: float = 0.0
 
 
@@ -27,6 +28,8 @@ class Output(Model):
     size: int | None = None
     #: mode "malloc": whether glibc served a 40 MiB block with its own mmap.
     mmapped: bool | None = None
+    #: mode "gc": objects the collector leaves alone (frozen in the zygote before the fork).
+    frozen: int | None = None
 
 
 def handle(event: Event[Input, Config], ctx: Context) -> Output:
@@ -50,6 +53,8 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
         return Output(mode=mode, fanout=event.fanout, uri=uri, size=path.stat().st_size)
     elif mode == "malloc":
         return Output(mode=mode, fanout=event.fanout, mmapped=_big_block_mmapped())
+    elif mode == "gc":
+        return Output(mode=mode, fanout=event.fanout, frozen=gc.get_freeze_count())
     return Output(mode=mode, fanout=event.fanout)
 
 

@@ -95,6 +95,7 @@ def test_invoke_returns_typed_result_metrics_and_duration_header(sample: Functio
         "uri": None,
         "size": None,
         "mmapped": None,
+        "frozen": None,
     }
     metrics = data["metrics"]
     assert metrics["function"] == "sample" and metrics["pid"] == sample.proc.pid

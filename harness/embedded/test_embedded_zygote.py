@@ -62,6 +62,10 @@ def test_a_forked_replica_serves_and_says_where_it_came_from(
             assert response.json()["outputs"]["mode"] == "echo"
             # The replica's own environment, not the template's.
             assert response.json()["metrics"]["replica"].startswith("sample-")
+            # The template's heap is frozen, so the replica's collections leave its pages shared.
+            body = {"request_id": "z-2", "input": {}, "config": {"mode": "gc"}}
+            frozen = httpx.post(replica.url + "/", json=body, timeout=30).json()["outputs"]
+            assert frozen["frozen"] > 10_000, frozen
             # Each fork reseeds: two replicas do not share the template's random stream.
             second = _fork(zygote, tmp_path, s3_server).start()
             second.wait_ready(30)
@@ -218,6 +222,9 @@ def test_without_zygotes_replicas_start_fresh(
         extras = platform.function("sample")["vsearch"]
         assert extras["zygote"] is None
         assert extras["replicas"][0]["from_zygote"] is False
+        body = {"request_id": "z-4", "input": {}, "config": {"mode": "gc"}}
+        answer = platform.invoke("sample", body, timeout_s=30).json()["outputs"]
+        assert answer["frozen"] == 0  # nothing to share without a fork
 
 
 def test_without_fork_replicas_start_fresh_and_say_why(
