@@ -12,8 +12,11 @@ regimes it finished.
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
+from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -45,3 +48,23 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def _already_stopping(signum: int, frame: FrameType | None) -> None:
     """A handler that does nothing (not SIG_IGN, which children would inherit across exec)."""
+
+
+def run_child(command: Sequence[str], grace_s: float = 60.0, **popen: Any) -> int:
+    """subprocess.run for a child that hosts platforms too (pytest, bazel): a stop here reaches
+    it as SIGTERM, with `grace_s` to clean up, instead of subprocess.run's SIGKILL.
+
+    Ctrl-C on a terminal already reached the child (the whole foreground process group gets
+    SIGINT): then this only waits for it.
+    """
+    with subprocess.Popen(command, **popen) as child:
+        try:
+            return child.wait()
+        except KeyboardInterrupt as stop:
+            if stop.args:  # raised by _interrupt: the child was not signalled
+                child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                child.kill()
+            raise

@@ -131,3 +131,51 @@ def test_a_signal_that_is_not_at_its_default_is_left_alone() -> None:
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+#: A parent (as `vsearch test`) running a child (as pytest) that cleans up when stopped.
+PARENT = textwrap.dedent(
+    """
+    import subprocess, sys
+    from harness.termination import run_child, unwind_on_termination
+
+    unwind_on_termination()
+    child = [sys.executable, "-c", sys.argv[2]]
+    if sys.argv[1] == "forwarding":
+        run_child(child, grace_s=20)
+    else:
+        subprocess.run(child)
+    """
+)
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from harness.termination import unwind_on_termination
+
+    unwind_on_termination()
+    print("ready", flush=True)
+    try:
+        time.sleep(600)
+    finally:
+        time.sleep(0.5)  # a platform takes a moment to stop
+        open({marker!r}, "w").write("cleaned up")
+    """
+)
+
+
+@pytest.mark.parametrize(("mode", "cleaned"), [("forwarding", True), ("subprocess.run", False)])
+def test_a_stop_reaches_the_child_as_sigterm(tmp_path: Path, mode: str, cleaned: bool) -> None:
+    """subprocess.run SIGKILLs its child on KeyboardInterrupt: the control shows no clean-up."""
+    marker = tmp_path / "marker"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, mode, CHILD.format(marker=str(marker))],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    assert parent.stdout.readline().strip() == "ready"
+    parent.send_signal(signal.SIGTERM)
+    parent.wait(timeout=30)
+    assert marker.exists() is cleaned

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.termination import run_child
+
 ROOT = Path(__file__).resolve().parents[2]
 NO_TESTS_COLLECTED = 5
 BAZEL_TEST = ROOT / "platforms" / "offline" / "bazel-test.sh"
@@ -39,11 +41,11 @@ def run_cluster_tests(pytest_args: list[str], *, env: dict[str, str] | None = No
         flush=True,
     )
     began = time.monotonic()
-    done = subprocess.run(
+    code = run_child(
         [sys.executable, "-m", "pytest", *CLUSTER_TESTS, *pytest_args], cwd=ROOT, env=env
     )
-    print(f"== pytest: exit {done.returncode} after {time.monotonic() - began:.0f} s", flush=True)
-    return 1 if done.returncode == NO_TESTS_COLLECTED else done.returncode
+    print(f"== pytest: exit {code} after {time.monotonic() - began:.0f} s", flush=True)
+    return 1 if code == NO_TESTS_COLLECTED else code
 
 
 def cluster_tier_line(env: dict[str, str]) -> str:
@@ -73,11 +75,9 @@ def run_tests(pytest_args: list[str], *, include_slow: bool, bazel: bool = True)
     marker = [] if include_slow else ["-m", "not slow"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     began = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", *marker, *pytest_args], cwd=ROOT, env=env
-    )
-    print(f"== pytest: exit {done.returncode} after {time.monotonic() - began:.0f} s", flush=True)
-    code = done.returncode
+    # A stop (CI time limit, kill) reaches pytest as SIGTERM: its fixtures stop their platforms.
+    code = run_child([sys.executable, "-m", "pytest", *marker, *pytest_args], cwd=ROOT, env=env)
+    print(f"== pytest: exit {code} after {time.monotonic() - began:.0f} s", flush=True)
     if code == NO_TESTS_COLLECTED:
         print("vsearch test: pytest collected no tests — that is a failure here", file=sys.stderr)
         code = 1
@@ -88,7 +88,7 @@ def run_tests(pytest_args: list[str], *, include_slow: bool, bazel: bool = True)
     # Run even when pytest failed: one CI run should show every failure there is.
     print("== bazel (images, offline): platforms/offline/bazel-test.sh", flush=True)
     began = time.monotonic()
-    images = subprocess.run(["bash", str(BAZEL_TEST)], cwd=ROOT, env=env)
-    print(f"== bazel: exit {images.returncode} after {time.monotonic() - began:.0f} s", flush=True)
+    images = run_child(["bash", str(BAZEL_TEST)], cwd=ROOT, env=env)
+    print(f"== bazel: exit {images} after {time.monotonic() - began:.0f} s", flush=True)
     print(cluster_tier_line(env), flush=True)
-    return code or images.returncode
+    return code or images
