@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.embedded.platform import s3_env_from_environ
 from harness.termination import SIGNALS, unwind_on_termination
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,8 +42,8 @@ def _host(
     tmp_path: Path, mode: str, s3_env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for key in ("S3_ENDPOINT_URL", "S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        env.pop(key, None)
+    for key in s3_env_from_environ(env) or {}:  # the S3 the platform would use instead of its own
+        env.pop(key)
     env.update(s3_env or {})
     proc = subprocess.Popen(
         [sys.executable, "-c", HOST, str(tmp_path / "state"), mode],

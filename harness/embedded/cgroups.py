@@ -651,9 +651,10 @@ class CgroupManager:
 
     def _cgroup_of(self, pid: int) -> Path | None:
         """Where `pid` is in the cpu hierarchy (outside any services group), if it can be read."""
-        key = "cpu" if self.support.version == 1 else "unified"
+        # v1 names the cpu hierarchy by its controller; v2's one hierarchy has none ("").
+        key, controller = ("cpu", "cpu") if self.support.version == 1 else ("unified", "")
         mount = self.support.mounts.get(key)
-        path = _own_paths(Path(f"/proc/{pid}/cgroup")).get("cpu" if key == "cpu" else "")
+        path = _own_paths(Path(f"/proc/{pid}/cgroup")).get(controller)
         if mount is None or path is None:
             return None
         return _below(mount, path)
