@@ -7,6 +7,7 @@ URIs (claim checks), never media bytes; `outputs` is the function's own typed re
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -21,6 +22,21 @@ S3Uri = Annotated[str, StringConstraints(pattern=r"^s3://[^/]+/.+$", max_length=
 #: On every call the orchestrator makes for a request: when that request arrived (Unix seconds).
 #: The embedded gateway serves the oldest request's work first (harness/embedded/priority.py).
 REQUEST_ARRIVAL_HEADER = "X-Vsearch-Request-Arrival"
+
+
+def parse_request_arrival(raw: str | None) -> float | None:
+    """The arrival stamp of REQUEST_ARRIVAL_HEADER, or None when absent or unusable.
+
+    A caller could send anything; a non-finite or non-positive stamp would jump every queue.
+    """
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
 
 InputT = TypeVar("InputT", bound=BaseModel)
 ConfigT = TypeVar("ConfigT", bound=BaseModel)

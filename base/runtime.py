@@ -36,7 +36,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from base.config import RuntimeSettings, StorageSettings
-from base.contracts import ErrorDetail, ErrorResult, Event, InvocationResult
+from base.contracts import (
+    REQUEST_ARRIVAL_HEADER,
+    ErrorDetail,
+    ErrorResult,
+    Event,
+    InvocationResult,
+    parse_request_arrival,
+)
 from base.errors import (
     DeadlineExceeded,
     FunctionError,
@@ -75,6 +82,7 @@ class Context:
         recorder: InvocationRecorder,
         deadline: float,
         cancel: threading.Event,
+        request_arrival: float | None = None,
     ) -> None:
         self.function = function
         self.request_id = request_id
@@ -85,6 +93,9 @@ class Context:
         self.recorder = recorder
         self.deadline = deadline
         self.cancel = cancel
+        #: When the request this call serves arrived (Unix seconds), as stamped by the caller
+        #: or the platform's gateway (REQUEST_ARRIVAL_HEADER); None without a usable stamp.
+        self.request_arrival = request_arrival
         self.runner = ProcessRunner(workdir, cancel, deadline)
 
     # -- time ----------------------------------------------------------------------------------
@@ -293,9 +304,12 @@ class FunctionServer:
                 except ValueError:
                     raise InvalidRequest(f"{DEADLINE_HEADER} must be a number") from None
             deadline = received + budget
+            arrival = parse_request_arrival(request.headers.get(REQUEST_ARRIVAL_HEADER))
             cancel = threading.Event()
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self.executor, self._work, event, deadline, cancel)
+            future = loop.run_in_executor(
+                self.executor, self._work, event, deadline, cancel, arrival
+            )
             handed_off = True
             try:
                 result: tuple[int, BaseModel, Context | None] = await asyncio.wait_for(
@@ -416,7 +430,11 @@ class FunctionServer:
 
     # -- the work, on a worker thread -----------------------------------------------------------
     def _work(
-        self, event: Event[Any, Any], deadline: float, cancel: threading.Event
+        self,
+        event: Event[Any, Any],
+        deadline: float,
+        cancel: threading.Event,
+        request_arrival: float | None = None,
     ) -> tuple[int, BaseModel, Context | None]:
         name = self.function.name
         recorder = InvocationRecorder(name, self.settings.replica, self.clock)
@@ -431,6 +449,7 @@ class FunctionServer:
             recorder=recorder,
             deadline=deadline,
             cancel=cancel,
+            request_arrival=request_arrival,
         )
         # Kill children the moment the deadline passes, even while the handler is in Python.
         watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire, [ctx])

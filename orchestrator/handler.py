@@ -146,7 +146,9 @@ def _get_process() -> _Process:
 
 def handle(event: Event[Input, Config], ctx: Context) -> Output:
     started = time.monotonic()
-    arrived_at = time.time()
+    # The gateway's stamp when it gave one: then the orchestrator's own call and its stages'
+    # calls are one request in the embedded gateway's age ranking, not two.
+    arrived_at = ctx.request_arrival or time.time()
     proc = _get_process()
     budget = min(event.config.deadline_s, max(1.0, ctx.remaining_s() - FINISH_MARGIN_S))
     client = GatewayClient(

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from base.contracts import REQUEST_ARRIVAL_HEADER
 from base.storage import ObjectStore
 from harness.embedded.function_process import FunctionProcess, FunctionStartError
 from orchestrator.state import step_key
@@ -106,6 +107,32 @@ def test_http_surface(
     assert missing.status_code == 404
     failed = httpx.get(f"{url}/requests/t-missing-upload", timeout=10).json()
     assert failed["status"] == "error" and failed["error"]["status"] == 404
+
+
+def test_stage_calls_carry_the_arrival_the_orchestrators_call_came_with(
+    orchestrators: Callable[..., FunctionProcess],
+    gateway: Callable[..., ScriptedGateway],
+    fake: Callable[..., FakeStages],
+    put_upload: Callable[..., str],
+) -> None:
+    # The embedded gateway stamps the orchestrator's call; the stage calls must rank as the
+    # same request there (harness/embedded/priority.py), so they carry the same stamp.
+    gw = gateway(fake(duration_s=22.0, speech=SPEECH, objects=[("person", 6.5, 13.0)]).handlers())
+    url = orchestrators(gw.url).url
+    body = {"input": {"video": put_upload()}, "config": {"query": "flour"}}
+    stamped = httpx.post(
+        url + "/", json=body, headers={REQUEST_ARRIVAL_HEADER: "1700000000.250000"}, timeout=60
+    )
+    assert stamped.status_code == 200, stamped.text
+    arrivals = {float(c.headers[REQUEST_ARRIVAL_HEADER.lower()]) for c in gw.calls}
+    assert arrivals == {1700000000.25}
+
+    # Without a stamp (OpenFaaS's gateway gives none) the orchestrator's own clock stands in.
+    seen = len(gw.calls)
+    before = time.time()
+    assert post(url, body).status_code == 200
+    (own,) = {float(c.headers[REQUEST_ARRIVAL_HEADER.lower()]) for c in gw.calls[seen:]}
+    assert before <= own <= time.time()
 
 
 def test_gateway_url_is_required(orchestrators: Callable[..., FunctionProcess]) -> None:

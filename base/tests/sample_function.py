@@ -17,7 +17,9 @@ class Input(Model):
 
 
 class Config(Model):
-    mode: Literal["echo", "child", "python", "crash", "bad", "copy", "malloc", "gc"] = "echo"
+    mode: Literal["echo", "child", "python", "crash", "bad", "copy", "malloc", "gc", "arrival"] = (
+        "echo"
+    )
     seconds: float = 0.0
 
 
@@ -30,6 +32,8 @@ class Output(Model):
     mmapped: bool | None = None
     #: mode "gc": objects the collector leaves alone (frozen in the zygote before the fork).
     frozen: int | None = None
+    #: mode "arrival": the request's arrival as the handler's context has it.
+    arrival: float | None = None
 
 
 def handle(event: Event[Input, Config], ctx: Context) -> Output:
@@ -53,6 +57,8 @@ def handle(event: Event[Input, Config], ctx: Context) -> Output:
         return Output(mode=mode, fanout=event.fanout, uri=uri, size=path.stat().st_size)
     elif mode == "malloc":
         return Output(mode=mode, fanout=event.fanout, mmapped=_big_block_mmapped())
+    elif mode == "arrival":
+        return Output(mode=mode, fanout=event.fanout, arrival=ctx.request_arrival)
     elif mode == "gc":
         return Output(mode=mode, fanout=event.fanout, frozen=gc.get_freeze_count())
     return Output(mode=mode, fanout=event.fanout)

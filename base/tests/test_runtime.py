@@ -96,6 +96,7 @@ def test_invoke_returns_typed_result_metrics_and_duration_header(sample: Functio
         "size": None,
         "mmapped": None,
         "frozen": None,
+        "arrival": None,
     }
     metrics = data["metrics"]
     assert metrics["function"] == "sample" and metrics["pid"] == sample.proc.pid
@@ -142,6 +143,20 @@ def test_caller_deadline_header_shortens_the_budget(sample: FunctionProcess) -> 
     response = post(sample, body("child", seconds=10), headers={"X-Timeout-Seconds": "0.5"})
     assert response.status_code == 504
     assert time.monotonic() - started < 1.8
+
+
+@pytest.mark.parametrize(
+    ("sent", "seen"),
+    [("1700000000.250000", 1700000000.25), (None, None), ("soon", None), ("-3", None)],
+)
+def test_the_handler_sees_the_request_arrival_header(
+    sample: FunctionProcess, sent: str | None, seen: float | None
+) -> None:
+    # The orchestrator stamps its stage calls with it (one request, one rank at the gateway).
+    headers = {} if sent is None else {"X-Vsearch-Request-Arrival": sent}
+    response = post(sample, body("arrival"), headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"]["arrival"] == seen
 
 
 def test_max_inflight_answers_429_when_full(s3_server: Any, tmp_path: Path) -> None:

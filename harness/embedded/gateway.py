@@ -58,6 +58,7 @@ from harness.embedded.models import (
     ScaleRequest,
     VersionInfo,
 )
+from harness.embedded.priority import HEADER as ARRIVAL_HEADER
 from harness.embedded.priority import CpuPriority, request_arrival
 from harness.embedded.replicas import PoolError, PoolSettings, ReplicaIdle, ReplicaSet
 from harness.functions import FunctionDeclaration
@@ -280,6 +281,10 @@ class Gateway:
         headers.setdefault("X-Call-Id", str(uuid.uuid4()))
         call_id = headers["X-Call-Id"]
         arrival = request_arrival(headers, time.time())
+        if not any(k.lower() == ARRIVAL_HEADER.lower() for k in headers):
+            # The function learns the arrival this gateway ranks the call by, so the calls it
+            # makes for the same request (the orchestrator's) carry the same one.
+            headers[ARRIVAL_HEADER] = f"{arrival:.6f}"
         try:
             lease = await replica_set.acquire(bounded=bounded, request_arrival=arrival)
         except PoolError as exc:

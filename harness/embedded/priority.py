@@ -15,19 +15,20 @@ seconds). The gateway then
 The platform's own processes (the gateway's, the S3 server) sit in one group weighted as the
 oldest request (SERVICE_SHARES, platform.py), so no request waits on a starved proxy or store.
 A call without the header (the orchestrator's own invocation) counts as a request arriving when
-the gateway received it. VSEARCH_REQUEST_PRIORITY=0 turns all of it off (FIFO per function, every
-replica at the default weight in the host's ordinary scheduling), for the A/B.
+the gateway received it; the gateway adds that stamp to the call, and the orchestrator sends it on
+with its stage calls, so a request's own call and its stages' share one rank.
+VSEARCH_REQUEST_PRIORITY=0 turns all of it off (FIFO per function, every replica at the default
+weight in the host's ordinary scheduling), for the A/B.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from base.contracts import REQUEST_ARRIVAL_HEADER
+from base.contracts import REQUEST_ARRIVAL_HEADER, parse_request_arrival
 from base.telemetry import log
 from harness.embedded.cgroups import DEFAULT_SHARES, CgroupError, ReplicaGroup
 
@@ -48,14 +49,8 @@ def enabled_from_env(environ: Mapping[str, str] | None = None) -> bool:
 def request_arrival(headers: Mapping[str, str], default: float) -> float:
     """The request's arrival from the header (any case), else `default` (now, at the gateway)."""
     raw = next((v for k, v in headers.items() if k.lower() == HEADER.lower()), None)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        return default
-    # A caller could send anything; a non-finite or negative stamp would jump every queue.
-    return value if math.isfinite(value) and value > 0 else default
+    value = parse_request_arrival(raw)
+    return default if value is None else value
 
 
 def shares_for_rank(rank: int) -> int:

@@ -131,6 +131,20 @@ def test_the_callers_deadline_header_reaches_the_function(http: httpx.Client) ->
     assert time.monotonic() - started < 3
 
 
+def test_the_gateway_stamps_a_calls_arrival_unless_the_caller_did(http: httpx.Client) -> None:
+    # The orchestrator passes the stamp on to its stage calls: its own call and theirs then
+    # rank as one request (priority.py), not as two a few milliseconds apart.
+    before = time.time()
+    unstamped = _ok(http.post("/function/echo", json=_body(message="new")))
+    assert before <= unstamped["request_arrival"] <= time.time()
+    stamped = http.post(
+        "/function/echo",
+        json=_body(message="old"),
+        headers={REQUEST_ARRIVAL_HEADER: "1700000000.500000"},
+    )
+    assert _ok(stamped)["request_arrival"] == 1700000000.5
+
+
 def test_unknown_function_is_a_json_404(http: httpx.Client) -> None:
     error = _error(http.post("/function/nope", json=_body()), 404)
     assert error["code"] == "function_not_found" and "nope" in error["message"]

@@ -32,6 +32,8 @@ class Output(Model):
     replica: str
     allocated_mb: int
     gateway_url: str | None
+    #: The request's arrival as the handler's context has it (the gateway's stamp).
+    request_arrival: float | None = None
 
 
 def handle(event: Event[Input, NoConfig], ctx: Context) -> Output:
@@ -54,6 +56,7 @@ def handle(event: Event[Input, NoConfig], ctx: Context) -> Output:
         replica=ctx.settings.replica,
         allocated_mb=allocated,
         gateway_url=os.environ.get("GATEWAY_URL"),
+        request_arrival=ctx.request_arrival,
     )
 
 
