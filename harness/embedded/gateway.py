@@ -281,10 +281,12 @@ class Gateway:
         headers.setdefault("X-Call-Id", str(uuid.uuid4()))
         call_id = headers["X-Call-Id"]
         arrival = request_arrival(headers, time.time())
-        if not any(k.lower() == ARRIVAL_HEADER.lower() for k in headers):
-            # The function learns the arrival this gateway ranks the call by, so the calls it
-            # makes for the same request (the orchestrator's) carry the same one.
-            headers[ARRIVAL_HEADER] = f"{arrival:.6f}"
+        # The function learns the arrival this gateway ranks the call by (also when the caller's
+        # stamp was missing or unusable), so the calls it makes for the same request (the
+        # orchestrator's) carry the same one.
+        for key in [k for k in headers if k.lower() == ARRIVAL_HEADER.lower()]:
+            del headers[key]
+        headers[ARRIVAL_HEADER] = f"{arrival:.6f}"
         try:
             lease = await replica_set.acquire(bounded=bounded, request_arrival=arrival)
         except PoolError as exc:

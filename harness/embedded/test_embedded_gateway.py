@@ -131,7 +131,7 @@ def test_the_callers_deadline_header_reaches_the_function(http: httpx.Client) ->
     assert time.monotonic() - started < 3
 
 
-def test_the_gateway_stamps_a_calls_arrival_unless_the_caller_did(http: httpx.Client) -> None:
+def test_the_gateway_forwards_the_arrival_it_ranks_a_call_by(http: httpx.Client) -> None:
     # The orchestrator passes the stamp on to its stage calls: its own call and theirs then
     # rank as one request (priority.py), not as two a few milliseconds apart.
     before = time.time()
@@ -143,6 +143,12 @@ def test_the_gateway_stamps_a_calls_arrival_unless_the_caller_did(http: httpx.Cl
         headers={REQUEST_ARRIVAL_HEADER: "1700000000.500000"},
     )
     assert _ok(stamped)["request_arrival"] == 1700000000.5
+    # An unusable stamp is ranked as arriving now, and the function is told that same time.
+    before = time.time()
+    garbled = http.post(
+        "/function/echo", json=_body(message="bad"), headers={REQUEST_ARRIVAL_HEADER: "soon"}
+    )
+    assert before <= _ok(garbled)["request_arrival"] <= time.time()
 
 
 def test_unknown_function_is_a_json_404(http: httpx.Client) -> None:
