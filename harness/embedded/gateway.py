@@ -58,8 +58,7 @@ from harness.embedded.models import (
     ScaleRequest,
     VersionInfo,
 )
-from harness.embedded.priority import HEADER as ARRIVAL_HEADER
-from harness.embedded.priority import CpuPriority, request_arrival
+from harness.embedded.priority import CpuPriority, stamp_request_arrival
 from harness.embedded.replicas import PoolError, PoolSettings, ReplicaIdle, ReplicaSet
 from harness.functions import FunctionDeclaration
 
@@ -280,13 +279,7 @@ class Gateway:
         name = replica_set.name
         headers.setdefault("X-Call-Id", str(uuid.uuid4()))
         call_id = headers["X-Call-Id"]
-        arrival = request_arrival(headers, time.time())
-        # The function learns the arrival this gateway ranks the call by (also when the caller's
-        # stamp was missing or unusable), so the calls it makes for the same request (the
-        # orchestrator's) carry the same one.
-        for key in [k for k in headers if k.lower() == ARRIVAL_HEADER.lower()]:
-            del headers[key]
-        headers[ARRIVAL_HEADER] = f"{arrival:.6f}"
+        arrival = stamp_request_arrival(headers, time.time())
         try:
             lease = await replica_set.acquire(bounded=bounded, request_arrival=arrival)
         except PoolError as exc:

@@ -15,7 +15,8 @@ seconds). The gateway then
 The platform's own processes (the gateway's, the S3 server) sit in one group weighted as the
 oldest request (SERVICE_SHARES, platform.py), so no request waits on a starved proxy or store.
 A call without the header (the orchestrator's own invocation) counts as a request arriving when
-the gateway received it; the gateway adds that stamp to the call, and the orchestrator sends it on
+the gateway received it; the gateway sends every call on with the arrival it ranks it by
+(stamp_request_arrival), and the orchestrator sends that on
 with its stage calls, so a request's own call and its stages' share one rank.
 VSEARCH_REQUEST_PRIORITY=0 turns all of it off (FIFO per function, every replica at the default
 weight in the host's ordinary scheduling), for the A/B.
@@ -51,6 +52,20 @@ def request_arrival(headers: Mapping[str, str], default: float) -> float:
     raw = next((v for k, v in headers.items() if k.lower() == HEADER.lower()), None)
     value = parse_request_arrival(raw)
     return default if value is None else value
+
+
+def stamp_request_arrival(headers: dict[str, str], default: float) -> float:
+    """The call's arrival (request_arrival), also written back as the one stamp in `headers`.
+
+    The function then learns the arrival its call is ranked by, also when the caller's stamp was
+    missing or unusable, so the calls it makes for the same request (the orchestrator's) rank
+    with it.
+    """
+    arrival = request_arrival(headers, default)
+    for key in [k for k in headers if k.lower() == HEADER.lower()]:
+        del headers[key]
+    headers[HEADER] = f"{arrival:.6f}"
+    return arrival
 
 
 def shares_for_rank(rank: int) -> int:

@@ -21,6 +21,7 @@ from harness.embedded.priority import (
     CpuPriority,
     enabled_from_env,
     request_arrival,
+    stamp_request_arrival,
 )
 from harness.embedded.replicas import PoolSettings, Replica, ReplicaSet
 from harness.functions import FunctionDeclaration
@@ -75,6 +76,14 @@ def test_the_arrival_comes_from_the_header_in_any_case() -> None:
 @pytest.mark.parametrize("raw", ["soon", "nan", "inf", "-5", "0"])
 def test_a_malformed_arrival_cannot_jump_the_queue(raw: str) -> None:
     assert request_arrival({HEADER: raw}, 9.0) == 9.0
+
+
+def test_the_stamp_a_function_gets_is_the_arrival_its_call_ranks_by() -> None:
+    headers = {HEADER.lower(): "soon", "X-Call-Id": "c"}
+    assert stamp_request_arrival(headers, 9.0) == 9.0
+    assert headers == {HEADER: "9.000000", "X-Call-Id": "c"}
+    kept = {HEADER: "12.25"}
+    assert stamp_request_arrival(kept, 9.0) == 12.25 and kept == {HEADER: "12.250000"}
 
 
 def test_the_switch_is_on_unless_set_to_zero() -> None:
