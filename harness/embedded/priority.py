@@ -16,8 +16,8 @@ The platform's own processes (the gateway's, the S3 server) sit in one group wei
 oldest request (SERVICE_SHARES, platform.py), so no request waits on a starved proxy or store.
 A call without the header (the orchestrator's own invocation) counts as a request arriving when
 the gateway received it; the gateway sends every call on with the arrival it ranks it by
-(stamp_request_arrival), and the orchestrator sends that on
-with its stage calls, so a request's own call and its stages' share one rank.
+(stamp_request_arrival), and the orchestrator sends that on with its stage calls, so a
+request's own call and its stages' share one rank.
 VSEARCH_REQUEST_PRIORITY=0 turns all of it off (FIFO per function, every replica at the default
 weight in the host's ordinary scheduling), for the A/B.
 """
